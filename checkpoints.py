@@ -1,0 +1,82 @@
+"""Training checkpoints in the experiment root: `checkpoint-<step>.index/.data-*`, as TF1 named them.
+
+A checkpoint holds the model, the optimizer (its step counter and Adam moments) and the step.
+The input pipeline needs no state: its batches are a function of (seed, step).
+"""
+import glob
+import os
+import re
+
+import tensorflow as tf
+
+from common import InputError
+
+PREFIX = 'checkpoint'
+_NAME = re.compile(PREFIX + r'-(\d+)\.index$')
+
+
+def complete_checkpoints(directory):
+    """{step: path prefix} of the checkpoints whose index and data files are all present.
+
+    A checkpoint interrupted while being written lacks files and is passed over, so a kill at
+    the wrong moment falls back to the previous checkpoint instead of failing to resume.
+    """
+    found = {}
+    for index in glob.glob(os.path.join(glob.escape(directory), PREFIX + '-*.index')):
+        match = _NAME.search(os.path.basename(index))
+        prefix = index[:-len('.index')]
+        if match and _data_complete(prefix):
+            found[int(match.group(1))] = prefix
+    return found
+
+
+def _data_complete(prefix):
+    shards = glob.glob(glob.escape(prefix) + '.data-*-of-*')
+    if not shards:
+        return False
+    total = int(shards[0].rsplit('-of-', 1)[1])
+    return len(shards) == total
+
+
+def latest_checkpoint(directory):
+    """Path prefix of the newest complete checkpoint in `directory`, or None."""
+    found = complete_checkpoints(directory)
+    return found[max(found)] if found else None
+
+
+class TrainingCheckpoints:
+    """Save and restore (model, optimizer, step) in `directory`; keep all, or the last `keep`."""
+
+    def __init__(self, directory, model, optimizer, keep=0):
+        self.directory = directory
+        self.keep = keep
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=self.step)
+
+    def save(self, step):
+        self.step.assign(step)
+        self.checkpoint.write(os.path.join(self.directory, f'{PREFIX}-{step}'))
+        if self.keep:
+            for old in sorted(complete_checkpoints(self.directory))[:-self.keep]:
+                for path in glob.glob(glob.escape(os.path.join(self.directory,
+                                                               f'{PREFIX}-{old}')) + '.*'):
+                    os.remove(path)
+
+    def restore_latest(self):
+        """Restore the newest complete checkpoint and return its step."""
+        path = latest_checkpoint(self.directory)
+        if path is None:
+            raise InputError(f'{self.directory}: no complete checkpoint to resume from')
+        self.checkpoint.read(path).assert_consumed()
+        return int(self.step.numpy())
+
+
+def restore_model(model, path):
+    """Load only the model's weights from the training checkpoint `path` (for embedding)."""
+    try:
+        status = tf.train.Checkpoint(model=model).read(path)
+        status.expect_partial().assert_existing_objects_matched()
+    except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError,
+            AssertionError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ''
+        raise InputError(f'checkpoint {path} does not fit the model of args.json: {first}')

@@ -1,0 +1,209 @@
+"""Shared helpers of the command-line scripts: argument types, errors, logging, safe writes.
+
+Nothing here imports TensorFlow, so that `evaluate.py` and the dataset tools start in a blink.
+"""
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+
+
+class InputError(Exception):
+    """Bad user input. The scripts report it as one line (no traceback) and exit with 2."""
+
+
+def run_cli(main):
+    """Run `main()`, turning an `InputError` into a one-line message and exit code 2."""
+    prog = os.path.basename(sys.argv[0])
+    try:
+        main()
+    except InputError as error:
+        print(f'{prog}: error: {error}', file=sys.stderr)
+        sys.exit(2)
+
+
+# Argument types (same names as the official code).
+
+def _number_above(arg, type_, lowest, what):
+    try:
+        value = type_(arg)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{arg!r} is not {what}') from None
+    if value <= lowest:
+        raise argparse.ArgumentTypeError(f'{arg!r} is not {what}')
+    return value
+
+
+def positive_int(arg):
+    return _number_above(arg, int, 0, 'a positive integer')
+
+
+def nonnegative_int(arg):
+    return _number_above(arg, int, -1, 'a non-negative integer')
+
+
+def positive_float(arg):
+    return _number_above(arg, float, 0.0, 'a positive number')
+
+
+def margin_value(arg):
+    """`soft`, `none` or a non-negative float, as the official `--margin` takes."""
+    if isinstance(arg, str) and arg.lower() in ('soft', 'none'):
+        return arg.lower()
+    try:
+        value = float(arg)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f'{arg!r} is neither `soft`, `none` nor a number') from None
+    if value < 0 or value != value:
+        raise argparse.ArgumentTypeError(f'margin {arg!r} must be a non-negative number')
+    return value
+
+
+def readable_directory(arg):
+    if not os.path.isdir(arg):
+        raise argparse.ArgumentTypeError(f'{arg!r} is not a directory')
+    if not os.access(arg, os.R_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f'{arg!r} is not readable')
+    return arg
+
+
+def readable_file(arg):
+    if not os.path.isfile(arg):
+        raise argparse.ArgumentTypeError(f'{arg!r} is not a file')
+    if not os.access(arg, os.R_OK):
+        raise argparse.ArgumentTypeError(f'{arg!r} is not readable')
+    return arg
+
+
+# Safe output: every result is written under a temporary name, then renamed.
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to `path`; rename it to `path` only if the block succeeds.
+
+    A crash or Ctrl+C inside the block leaves the old file (or no file), never a truncated one.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
+                               dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path, data):
+    with atomic_path(path) as tmp:
+        with open(tmp, 'w') as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write('\n')
+
+
+def refuse_overwrite(path, flag='--overwrite'):
+    if os.path.exists(path):
+        raise InputError(f'{path} exists already; pass {flag} to replace it')
+
+
+def init_logging(log_file=None, level=logging.INFO):
+    """Log to stderr and, if given, append to `log_file` (as the official `train.log`)."""
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        handlers.append(logging.FileHandler(log_file, mode='a'))
+    logging.getLogger('absl').setLevel(logging.WARNING)  # checkpoint chatter
+    logging.basicConfig(level=level, handlers=handlers, force=True,
+                        format='%(asctime)s [%(levelname)s] %(name)s: %(message)s')
+
+
+# Experiment arguments: `args.json` in the experiment root.
+
+def explicit_flags(parser, argv=None):
+    """The destinations of the flags actually given on the command line (not defaults)."""
+    quiet = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    for action in parser._actions:
+        if not action.option_strings or action.dest == 'help':
+            continue
+        if action.nargs == 0:  # store_true and friends
+            quiet.add_argument(*action.option_strings, dest=action.dest,
+                               action='store_const', const=action.const)
+        else:
+            quiet.add_argument(*action.option_strings, dest=action.dest)
+    return set(vars(quiet.parse_known_args(argv)[0]))
+
+
+def check_stored_args(parser, stored, path):
+    """Validate an `args.json` (possibly edited by hand) against the parser's flags."""
+    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    for key, value in stored.items():
+        action = actions.get(key)
+        if action is None:
+            raise InputError(f'{path}: unknown key {key!r}')
+        if value is None:
+            continue
+        try:
+            if action.nargs == 0:
+                if not isinstance(value, bool):
+                    raise argparse.ArgumentTypeError('expected true or false')
+            elif action.type is not None:
+                action.type(str(value))
+            if action.choices is not None and value not in action.choices:
+                raise argparse.ArgumentTypeError(f'not one of {", ".join(map(str, action.choices))}')
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as error:
+            raise InputError(f'{path}: invalid value {value!r} for {key!r}: {error}') from None
+
+
+def load_args_json(path):
+    try:
+        with open(path) as f:
+            stored = json.load(f)
+    except FileNotFoundError:
+        raise InputError(f'{path}: no such file (is this an experiment root?)') from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f'{path}: not valid JSON ({error})') from None
+    if not isinstance(stored, dict):
+        raise InputError(f'{path}: expected a JSON object of flags')
+    return stored
+
+
+# Signals: finish the current step, then stop cleanly.
+
+class Uninterrupt:
+    """Context manager that turns the first SIGINT/SIGTERM into a flag (`interrupted`).
+
+    The loop checks the flag after each step, saves and exits cleanly; a second signal
+    restores the default handling and aborts at once.
+    """
+
+    def __init__(self, signals=(signal.SIGINT, signal.SIGTERM), log=logging.getLogger()):
+        self.signals = signals
+        self.log = log
+        self.interrupted = False
+        self.original = {}
+
+    def _handle(self, signum, frame):
+        if self.interrupted:
+            self._restore()
+            signal.raise_signal(signum)
+            return
+        self.interrupted = True
+        self.log.warning('%s received: stopping after this step (send it again to abort now)',
+                         signal.Signals(signum).name)
+
+    def _restore(self):
+        for signum, handler in self.original.items():
+            signal.signal(signum, handler)
+
+    def __enter__(self):
+        self.original = {s: signal.signal(s, self._handle) for s in self.signals}
+        return self
+
+    def __exit__(self, *exc):
+        self._restore()
+        return False

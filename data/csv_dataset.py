@@ -1,0 +1,115 @@
+"""Reading and checking the dataset CSVs: `identity,relative/path[,camera]` per line.
+
+This module does not import TensorFlow: evaluation reads CSVs too and must start fast.
+"""
+import csv
+import dataclasses
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from common import InputError
+
+_HEADER_WORDS = {'path', 'paths', 'file', 'filename', 'fid', 'fids', 'image', 'images',
+                 'relative_path', 'img', 'filepath'}
+_IMAGE_MAGIC = (b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'BM', b'GIF87a', b'GIF89a')
+
+
+@dataclasses.dataclass
+class Dataset:
+    """The rows of one CSV: identities (`pids`), relative file names (`fids`), cameras or None."""
+    csv_path: str
+    pids: np.ndarray
+    fids: np.ndarray
+    cams: np.ndarray = None
+    lines: np.ndarray = None  # the CSV line number of each row, for error messages
+
+    def where(self, i):
+        """`file:line` of row `i`, for error messages."""
+        return f'{self.csv_path}:{self.lines[i] if self.lines is not None else i + 1}'
+
+    def __len__(self):
+        return len(self.fids)
+
+
+def read_csv(csv_path):
+    """Parse a dataset CSV strictly; every problem is an `InputError` naming file and line.
+
+    Identities are arbitrary strings (quoted if they hold a comma). An optional third column
+    gives the camera, used by the `camera` excluder for custom cross-camera evaluation.
+    """
+    try:
+        with open(csv_path, newline='', encoding='utf-8') as f:
+            rows = list(csv.reader(f))
+    except FileNotFoundError:
+        raise InputError(f'{csv_path}: no such file') from None
+    except IsADirectoryError:
+        raise InputError(f'{csv_path}: is a directory, not a CSV file') from None
+    except PermissionError:
+        raise InputError(f'{csv_path}: not readable') from None
+    except UnicodeDecodeError as error:
+        line = error.object[:error.start].count(b'\n') + 1
+        raise InputError(f'{csv_path}:{line}: not valid UTF-8') from None
+    except csv.Error as error:
+        raise InputError(f'{csv_path}: malformed CSV ({error})') from None
+
+    numbered = [(i + 1, row) for i, row in enumerate(rows) if any(cell.strip() for cell in row)]
+    if not numbered:
+        raise InputError(f'{csv_path}: the CSV has no rows')
+    width = len(numbered[0][1])
+    for line, row in numbered:
+        if len(row) not in (2, 3):
+            raise InputError(f'{csv_path}:{line}: expected `identity,path` or '
+                             f'`identity,path,camera`, found {len(row)} column(s)')
+        if len(row) != width:
+            raise InputError(f'{csv_path}:{line}: {len(row)} columns where line '
+                             f'{numbered[0][0]} has {width}')
+        if not row[0].strip() or not row[1].strip():
+            raise InputError(f'{csv_path}:{line}: empty identity or path')
+        if width == 3 and not row[2].strip():
+            raise InputError(f'{csv_path}:{line}: empty camera')
+    first_line, first = numbered[0]
+    if first[1].strip().lower() in _HEADER_WORDS:
+        raise InputError(f'{csv_path}:{first_line}: looks like a header row ({",".join(first)});'
+                         f' the CSV must hold data rows only')
+    columns = list(zip(*(row for _, row in numbered)))
+    pids = np.array([cell.strip() for cell in columns[0]])
+    fids = np.array([cell.strip() for cell in columns[1]])
+    cams = np.array([cell.strip() for cell in columns[2]]) if width == 3 else None
+    lines = np.array([line for line, _ in numbered])
+    return Dataset(csv_path, pids, fids, cams, lines)
+
+
+def _problem(path):
+    """Why the image file at `path` cannot be used, or None if its header looks right."""
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(8)
+    except FileNotFoundError:
+        return 'missing'
+    except IsADirectoryError:
+        return 'a directory'
+    except OSError as error:
+        return f'unreadable ({error.strerror})'
+    if not head:
+        return 'empty'
+    if not head.startswith(_IMAGE_MAGIC):
+        return 'not a JPEG, PNG, BMP or GIF image'
+    return None
+
+
+def check_images(dataset, image_root, threads=8):
+    """Check that every file of `dataset` exists below `image_root` and is an image.
+
+    Reads only the first bytes of each file (fast even for large sets); images that fail to
+    decode further on are reported by the pipeline with their file name.
+    """
+    paths = [os.path.join(image_root, fid) for fid in dataset.fids]
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        problems = list(pool.map(_problem, paths))
+    bad = [(i, p) for i, p in enumerate(problems) if p]
+    if bad:
+        i, problem = bad[0]
+        more = f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''
+        raise InputError(f'{dataset.where(i)}: image {paths[i]} is {problem}{more}')

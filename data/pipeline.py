@@ -1,0 +1,144 @@
+"""The `tf.data` input pipelines: PK batches for training, plain image batches for embedding.
+
+Training batches are a pure function of (seed, step): which identities, which of their images,
+and every flip and crop come from stateless random ops keyed by the step. Resuming at step s
+therefore continues the exact sequence of batches without storing any pipeline state.
+"""
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from common import InputError
+
+# Stream names for `tf.random.experimental.stateless_fold_in`, so random draws never collide.
+_PERMUTE, _SAMPLE, _AUGMENT = 1, 2, 3
+
+
+def image_paths(fids, image_root):
+    """Full paths of the CSV's file names (relative to `image_root` unless absolute)."""
+    return np.array([os.path.join(image_root or '', fid) for fid in fids])
+
+
+def load_image(path, size):
+    """Read, decode (JPEG, PNG, BMP, GIF; grey and RGBA become RGB) and resize to `size`."""
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return tf.image.resize(image, size)
+
+
+def find_undecodable(paths, threads):
+    """Indices of `paths` that TensorFlow's decoder rejects, found in one parallel pass."""
+    def decode(index, path):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        with tf.control_dependencies([tf.debugging.assert_positive(tf.size(image))]):
+            return tf.identity(index)
+
+    dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
+    dataset = dataset.map(decode, num_parallel_calls=threads).ignore_errors()
+    good = np.fromiter(dataset.as_numpy_iterator(), dtype=np.int64)
+    return np.setdiff1d(np.arange(len(paths)), good)
+
+
+def check_decodable(dataset, image_root, threads):
+    """Stop with the file and line of the first image that cannot be decoded."""
+    paths = image_paths(dataset.fids, image_root)
+    bad = find_undecodable(paths, threads)
+    if len(bad):
+        more = f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''
+        raise InputError(f'{dataset.where(bad[0])}: image {paths[bad[0]]} cannot be decoded '
+                         f'(corrupt or truncated){more}')
+
+
+class PKSampler:
+    """Chooses the file indices of PK batches: P identities, K images of each.
+
+    Each epoch shuffles the identities and uses the first multiple of P of them, so within an
+    epoch every identity appears at most once. An identity with fewer than K images has its
+    images repeated ceil(K / count) times before the K are drawn, so each is equally likely,
+    as the official code does.
+    """
+
+    def __init__(self, labels, batch_p, batch_k, seed):
+        labels = np.asarray(labels)
+        self.num_ids = int(labels.max()) + 1
+        if self.num_ids < batch_p:
+            raise InputError(f'--batch_p {batch_p} needs at least that many identities, '
+                             f'the training set has {self.num_ids}')
+        self.p, self.k = batch_p, batch_k
+        self.steps_per_epoch = self.num_ids // batch_p
+        order = np.argsort(labels, kind='stable')
+        counts = np.bincount(labels, minlength=self.num_ids)
+        self.order = tf.constant(order, tf.int64)
+        self.offsets = tf.constant(np.cumsum(counts) - counts, tf.int64)
+        self.counts = tf.constant(counts, tf.int64)
+        self.padded = tf.constant(-(-batch_k // counts) * counts, tf.int64)
+        self.max_padded = int(self.padded.numpy().max())
+        self.seed = tf.constant([seed, 0], tf.int64)
+
+    def _stream(self, purpose, value):
+        seed = tf.random.experimental.stateless_fold_in(self.seed, purpose)
+        return tf.random.experimental.stateless_fold_in(seed, value)
+
+    def identities(self, step):
+        """The P identities of batch `step`: a slice of its epoch's permutation."""
+        epoch, position = step // self.steps_per_epoch, step % self.steps_per_epoch
+        keys = tf.random.stateless_uniform([self.num_ids], self._stream(_PERMUTE, epoch))
+        return tf.argsort(keys)[position * self.p:(position + 1) * self.p]
+
+    def batch(self, step):
+        """File indices [P*K] and identity labels [P*K] of batch `step`, identity-major."""
+        ids = tf.cast(self.identities(step), tf.int64)
+        padded = tf.gather(self.padded, ids)
+        keys = tf.random.stateless_uniform([self.p, self.max_padded],
+                                           self._stream(_SAMPLE, step))
+        slots = tf.range(self.max_padded, dtype=tf.int64)
+        keys = tf.where(slots[None, :] < padded[:, None], keys, 2.0)  # unused slots sort last
+        picks = tf.argsort(keys, axis=1)[:, :self.k]
+        within = tf.cast(picks, tf.int64) % tf.gather(self.counts, ids)[:, None]
+        files = tf.gather(self.order, tf.gather(self.offsets, ids)[:, None] + within)
+        labels = tf.repeat(ids, self.k)
+        return tf.reshape(files, [-1]), labels
+
+    def augment_seeds(self, step):
+        """One stateless seed per image of batch `step`, for its flip and crop."""
+        base = self._stream(_AUGMENT, step)
+        return tf.stack([tf.fill([self.p * self.k], base[0]),
+                         base[1] + tf.range(self.p * self.k, dtype=tf.int64)], axis=1)
+
+
+def train_dataset(dataset, image_root, args, labels, start_step=0):
+    """Endless PK batches `(images, labels, fids)` from step `start_step` on.
+
+    `args` holds the official flags: batch_p, batch_k, seed, net_input_{height,width},
+    pre_crop_{height,width}, flip_augment, crop_augment, loading_threads.
+    """
+    sampler = PKSampler(labels, args.batch_p, args.batch_k, args.seed)
+    paths = tf.constant(image_paths(dataset.fids, image_root))
+    fids = tf.constant(dataset.fids)
+    net_size = (args.net_input_height, args.net_input_width)
+    load_size = (args.pre_crop_height, args.pre_crop_width) if args.crop_augment else net_size
+
+    def plan(step):
+        files, batch_labels = sampler.batch(step)
+        return files, batch_labels, sampler.augment_seeds(step)
+
+    def load(file, label, seed):
+        image = load_image(paths[file], load_size)
+        if args.flip_augment:
+            image = tf.image.stateless_random_flip_left_right(image, seed)
+        if args.crop_augment:
+            crop_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+            image = tf.image.stateless_random_crop(image, net_size + (3,), crop_seed)
+        return image, label, fids[file]
+
+    batches = tf.data.Dataset.counter(start_step).map(plan).unbatch()
+    batches = batches.map(load, num_parallel_calls=args.loading_threads)
+    return batches.batch(args.batch_p * args.batch_k).prefetch(tf.data.AUTOTUNE)
+
+
+def image_dataset(paths, size, threads, batch_size):
+    """Images of `paths` in order, resized to `size`, in batches: the input of `embed.py`."""
+    images = tf.data.Dataset.from_tensor_slices(paths)
+    images = images.map(lambda path: load_image(path, size), num_parallel_calls=threads)
+    return images.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,26 @@
+"""Learning-rate schedules."""
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package='triplet_reid')
+class PaperDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """The paper's schedule: constant, then exponential decay to 0.001x at the last step.
+
+    lr(t) = lr0 * 0.001 ** (max(0, t - t0) / (T - t0)) for t0 = `decay_start` < T = `total`;
+    a negative `decay_start` (or one past `total`) keeps the rate constant, as the official.
+    """
+
+    def __init__(self, initial, decay_start, total):
+        self.initial = float(initial)
+        self.decay_start = int(decay_start)
+        self.total = int(total)
+
+    def __call__(self, step):
+        if not 0 <= self.decay_start < self.total:
+            return ops.convert_to_tensor(self.initial, 'float32')
+        done = ops.maximum(ops.cast(step, 'float32') - self.decay_start, 0.0)
+        return self.initial * ops.power(0.001, done / (self.total - self.decay_start))
+
+    def get_config(self):
+        return {'initial': self.initial, 'decay_start': self.decay_start, 'total': self.total}

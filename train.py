@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Train an embedding network with the batch-hard triplet loss (official flags and defaults)."""
+import argparse
+import logging
+import os
+import random
+import sys
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import common  # noqa: E402
+from checkpoints import TrainingCheckpoints  # noqa: E402
+from common import InputError  # noqa: E402
+from data import csv_dataset, pipeline  # noqa: E402
+from embedding_model import build_model  # noqa: E402
+from heads import HEADS  # noqa: E402
+from loss import LOSSES, METRICS, cdist, monitoring  # noqa: E402
+from nets import NETS  # noqa: E402
+from schedules import PaperDecay  # noqa: E402
+from train_logs import TrainingLogs  # noqa: E402
+
+LOG = logging.getLogger('train')
+# Flags that describe this invocation rather than the experiment: never taken from args.json.
+PER_RUN = ('experiment_root', 'resume')
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__)
+    add = parser.add_argument
+    add('--experiment_root', required=True,
+        help='Folder for checkpoints, logs and args.json.')
+    add('--train_set', help='CSV of `identity,relative/path` rows.')
+    add('--image_root', type=common.readable_directory,
+        help='Folder the CSV paths are relative to.')
+    add('--resume', action='store_true',
+        help='Continue from the newest checkpoint; the flags in args.json win.')
+    add('--model_name', default='resnet_v1_50', choices=sorted(NETS))
+    add('--head_name', default='fc1024', choices=sorted(HEADS))
+    add('--embedding_dim', default=128, type=common.positive_int)
+    add('--initial_checkpoint', default=None,
+        help='Backbone weights to start from: a Keras `.weights.h5` file saved from the same '
+             'backbone (or, for `resnet50`, Keras Applications\' ImageNet file).')
+    add('--batch_p', default=32, type=common.positive_int, help='Identities per batch (P).')
+    add('--batch_k', default=4, type=common.positive_int, help='Images per identity (K).')
+    add('--net_input_height', default=256, type=common.positive_int)
+    add('--net_input_width', default=128, type=common.positive_int)
+    add('--pre_crop_height', default=288, type=common.positive_int)
+    add('--pre_crop_width', default=144, type=common.positive_int)
+    add('--loading_threads', default=8, type=common.positive_int)
+    add('--margin', default='soft', type=common.margin_value,
+        help='`soft` (softplus), `none`, or a float margin for the hinge.')
+    add('--metric', default='euclidean', choices=METRICS)
+    add('--loss', default='batch_hard', choices=sorted(LOSSES))
+    add('--learning_rate', default=3e-4, type=common.positive_float)
+    add('--train_iterations', default=25000, type=common.positive_int)
+    add('--decay_start_iteration', default=15000, type=int,
+        help='Step at which the exponential decay to 0.001x starts; -1 disables it.')
+    add('--checkpoint_frequency', default=1000, type=common.nonnegative_int,
+        help='Save every this many steps; 0 saves only the first and final ones.')
+    add('--keep_checkpoints', default=0, type=common.nonnegative_int,
+        help='Keep only the newest this many checkpoints; 0 keeps all (as the official).')
+    add('--flip_augment', action='store_true')
+    add('--crop_augment', action='store_true')
+    add('--detailed_logs', action='store_true',
+        help='Store each step\'s embeddings, losses and file names in memory-mapped arrays.')
+    add('--seed', default=None, type=common.nonnegative_int,
+        help='Seed of the weights and of every batch; drawn at random (and recorded) if absent.')
+    return parser
+
+
+def resolve_args(parser, argv=None):
+    """Parse the flags; on `--resume`, take the experiment's flags from its args.json."""
+    args = parser.parse_args(argv)
+    args_file = os.path.join(args.experiment_root, 'args.json')
+    if os.path.exists(args.experiment_root) and not os.path.isdir(args.experiment_root):
+        raise InputError(f'--experiment_root {args.experiment_root}: is a file, not a folder')
+    if args.resume:
+        stored = common.load_args_json(args_file)
+        common.check_stored_args(parser, stored, args_file)
+        given = common.explicit_flags(parser, argv)
+        for key, value in stored.items():
+            if key in PER_RUN:
+                continue
+            if key in given and getattr(args, key) != value:
+                print(f'Warning: for `--{key}` the value {value!r} from {args_file} is used, '
+                      f'not the given {getattr(args, key)!r}.', file=sys.stderr)
+            setattr(args, key, value)
+        return args
+    if os.path.isdir(args.experiment_root) and os.listdir(args.experiment_root):
+        raise InputError(f'--experiment_root {args.experiment_root} is not empty; add --resume '
+                         f'to continue that experiment, or choose a new folder')
+    if not args.train_set:
+        raise InputError('--train_set is required (unless resuming)')
+    if args.crop_augment and (args.pre_crop_height < args.net_input_height
+                              or args.pre_crop_width < args.net_input_width):
+        raise InputError('--crop_augment needs --pre_crop_height/width at least '
+                         '--net_input_height/width')
+    if args.seed is None:
+        args.seed = random.randrange(2 ** 31)
+    try:
+        os.makedirs(args.experiment_root, exist_ok=True)
+        common.write_json(args_file, {k: v for k, v in vars(args).items() if k not in PER_RUN})
+    except OSError as error:
+        raise InputError(f'--experiment_root {args.experiment_root}: cannot write '
+                         f'({error.strerror})') from None
+    return args
+
+
+def load_training_set(args):
+    """Read and check the CSV and every image; identities become labels 0..n-1."""
+    dataset = csv_dataset.read_csv(args.train_set)
+    csv_dataset.check_images(dataset, args.image_root or '', args.loading_threads)
+    pipeline.check_decodable(dataset, args.image_root, args.loading_threads)
+    names, labels = np.unique(dataset.pids, return_inverse=True)
+    LOG.info('Training set %s: %d images of %d identities', args.train_set, len(dataset),
+             len(names))
+    return dataset, labels
+
+
+def make_train_step(model, optimizer, args):
+    """One optimisation step as a `tf.function`: returns the values the logs need."""
+    loss_fn = LOSSES[args.loss]
+
+    @tf.function
+    def step(images, labels):
+        with tf.GradientTape() as tape:
+            embeddings = model(images, training=True)
+            dists = cdist(embeddings, embeddings, args.metric)
+            losses = loss_fn(dists, labels, args.margin)
+            loss_mean = tf.reduce_mean(losses)
+        grads = tape.gradient(loss_mean, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return dict(monitoring(dists, labels, args.batch_k - 1), losses=losses,
+                    embeddings=embeddings, dists=dists,
+                    active=tf.reduce_sum(tf.cast(losses > 1e-5, tf.float32)))
+    return step
+
+
+def train(args):
+    keras.utils.set_random_seed(args.seed)
+    dataset, labels = load_training_set(args)
+    model = build_model(args.model_name, args.head_name, args.embedding_dim,
+                        None if args.resume else args.initial_checkpoint)
+    schedule = PaperDecay(args.learning_rate, args.decay_start_iteration, args.train_iterations)
+    optimizer = keras.optimizers.Adam(schedule)
+    optimizer.build(model.trainable_variables)
+    checkpoints = TrainingCheckpoints(args.experiment_root, model, optimizer,
+                                      args.keep_checkpoints)
+    if args.resume:
+        start = checkpoints.restore_latest()
+        LOG.info('Resumed from step %d', start)
+    else:
+        start = 0
+        checkpoints.save(0)  # the initial weights too, for exactly repeatable experiments
+    if start >= args.train_iterations:
+        LOG.info('Training finished already (step %d of %d); nothing to do.', start,
+                 args.train_iterations)
+        return
+
+    batches = pipeline.train_dataset(dataset, args.image_root, args, labels, start_step=start)
+    train_step = make_train_step(model, optimizer, args)
+    logs = TrainingLogs(args, start, max(len(f.encode()) for f in dataset.fids))
+    step = start
+    with common.Uninterrupt(log=LOG) as stop:
+        for step, (images, batch_labels, fids) in zip(
+                range(start + 1, args.train_iterations + 1), batches):
+            began = time.time()
+            values = {k: v.numpy() for k, v in train_step(images, batch_labels).items()}
+            logs.write(step, values, fids.numpy(), float(schedule(step - 1)),
+                       time.time() - began)
+            if args.checkpoint_frequency and step % args.checkpoint_frequency == 0:
+                checkpoints.save(step)
+            if stop.interrupted:
+                LOG.info('Interrupted on request at step %d.', step)
+                break
+        if not args.checkpoint_frequency or step % args.checkpoint_frequency:
+            checkpoints.save(step)
+    logs.close()
+    LOG.info('Saved the checkpoint of step %d; training %s.', step,
+             'finished' if step >= args.train_iterations else 'can go on with --resume')
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = resolve_args(parser, argv)
+    common.init_logging(os.path.join(args.experiment_root, 'train.log'))
+    for key, value in sorted(vars(args).items()):
+        LOG.info('%s: %s', key, value)
+
+    train(args)
+
+
+if __name__ == '__main__':
+    common.run_cli(main)
