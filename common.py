@@ -12,6 +12,25 @@ import sys
 import tempfile
 
 
+def quiet_tensorflow():
+    """Import TensorFlow with its C++ start-up chatter hidden (device probing, CPU notes).
+
+    TensorFlow >= 2.18 prints these through absl before TF_CPP_MIN_LOG_LEVEL applies, which
+    would bury our one-line errors; Python exceptions still show, after stderr is restored.
+    """
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    sys.stderr.flush()
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class InputError(Exception):
     """Bad user input. The scripts report it as one line (no traceback) and exit with 2."""
 

@@ -7,13 +7,14 @@ import random
 import sys
 import time
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import common
+
+common.quiet_tensorflow()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import common  # noqa: E402
 from checkpoints import TrainingCheckpoints  # noqa: E402
 from common import InputError  # noqa: E402
 from data import csv_dataset, pipeline  # noqa: E402

@@ -116,6 +116,7 @@ def random_cameras(rng, num_cameras, height, width):
 
 
 def _pt(x, y):
+    """Integer pixel coordinates, as OpenCV's drawing functions want them."""
     return int(round(x)), int(round(y))
 
 
@@ -126,89 +127,128 @@ def _limb(canvas, start, angle, length, colour, thickness):
     return end
 
 
-def _torso(canvas, person, polygon, centre_x, u, grids):
-    """Fill the torso with the upper colour and the identity's pattern in its second colour."""
-    mask = np.zeros(canvas.shape[:2], np.uint8)
-    cv2.fillPoly(mask, [polygon], 255)
-    ys, xs = grids
+def _pattern(kind, ys, xs, centre_x, chest_y, u):
+    """Where a torso of this pattern shows its second colour (`ys`, `xs`: pixel grids)."""
     period = max(3, int(u * 0.035))
-    second = {
-        'plain': np.zeros(mask.shape, bool),
-        'stripes': (ys // period) % 2 == 0,
-        'checks': ((ys // period) + (xs // period)) % 2 == 0,
-        'jacket': np.abs(xs - centre_x) < u * 0.035,
-        'logo': (np.abs(xs - centre_x) < u * 0.035)
-        & (np.abs(ys - polygon[0][1] - u * 0.11) < u * 0.035),
-    }[person.pattern]
-    inside = mask > 0
-    canvas[inside & ~second] = person.upper
-    canvas[inside & second] = person.second
+    if kind == 'stripes':
+        return (ys // period) % 2 == 0
+    if kind == 'checks':
+        return (ys // period + xs // period) % 2 == 0
+    middle = np.abs(xs - centre_x) < u * 0.035
+    if kind == 'jacket':
+        return middle
+    if kind == 'logo':
+        return middle & (np.abs(ys - chest_y) < u * 0.035)
+    return np.zeros((1, 1), bool)
 
 
-def draw_person(canvas, person, centre_x, top, u, stride, back_view, grids):
-    """Draw a person-like figure (legs, torso, arms, head, hair, hat, bag) of height `u`."""
-    build = person.build
-    shoulder_y, hip_y = top + 0.16 * u, top + 0.52 * u
-    shoulder_w, hip_w = 0.12 * u * build, 0.09 * u * build
-    leg_length = top + 0.97 * u - hip_y
-    skin = person.skin
-    for side in (-1, 1):
-        hip = (centre_x + side * hip_w * 0.5, hip_y)
-        foot = _limb(canvas, hip, side * stride * 0.22, leg_length, skin, 0.08 * u * build)
-        covered = {'trousers': 1.0, 'shorts': 0.45, 'skirt': 0.0}[person.kind]
-        _limb(canvas, hip, side * stride * 0.22, leg_length * covered, person.lower,
-              0.085 * u * build)
-        cv2.ellipse(canvas, _pt(foot[0] + side * 0.01 * u, foot[1]),
-                    _pt(0.045 * u, 0.022 * u), 0, 0, 360, person.shoes, -1, cv2.LINE_AA)
-    if person.kind == 'skirt':
-        skirt = np.array([_pt(centre_x - hip_w, hip_y - 0.02 * u),
-                          _pt(centre_x + hip_w, hip_y - 0.02 * u),
-                          _pt(centre_x + hip_w * 1.6, hip_y + 0.22 * u),
-                          _pt(centre_x - hip_w * 1.6, hip_y + 0.22 * u)])
-        cv2.fillPoly(canvas, [skirt], person.lower, cv2.LINE_AA)
-    head_r = 0.065 * u
-    head = (centre_x, top + head_r)
+Figure = collections.namedtuple('Figure', 'x top u shoulder_y hip_y shoulder_w hip_w')
+
+
+def _figure(person, centre_x, top, u):
+    """Where the body parts of `person`, `u` pixels tall, go."""
+    return Figure(centre_x, top, u, top + 0.16 * u, top + 0.52 * u,
+                  0.12 * u * person.build, 0.09 * u * person.build)
+
+
+def draw_person(canvas, person, centre_x, top, u, stride, back_view):
+    """Draw a person-like figure of height `u`; `stride` goes from 0 (standing) to 1 (walking).
+
+    The back view shows a backpack whole and the head covered by hair; the front view shows
+    the face and only the straps of a backpack.
+    """
+    figure = _figure(person, centre_x, top, u)
+    _legs(canvas, person, figure, stride)
     if person.long_hair:
-        cv2.rectangle(canvas, _pt(centre_x - head_r * 1.1, head[1]),
-                      _pt(centre_x + head_r * 1.1, shoulder_y + 0.08 * u), person.hair, -1)
-    torso = np.array([_pt(centre_x - shoulder_w, shoulder_y), _pt(centre_x + shoulder_w, shoulder_y),
-                      _pt(centre_x + hip_w, hip_y), _pt(centre_x - hip_w, hip_y)])
-    _torso(canvas, person, torso, centre_x, u, grids)
-    _bag(canvas, person, centre_x, shoulder_y, shoulder_w, hip_y, u, back_view)
+        head_r = 0.065 * u
+        cv2.rectangle(canvas, _pt(centre_x - head_r * 1.1, top + head_r),
+                      _pt(centre_x + head_r * 1.1, figure.shoulder_y + 0.08 * u), person.hair, -1)
+    _torso(canvas, person, figure)
+    _bag(canvas, person, figure, back_view)
+    _arms(canvas, person, figure, stride)
+    _head(canvas, person, figure, back_view)
+
+
+def _legs(canvas, person, f, stride):
+    """Legs in trousers, shorts or under a skirt, and shoes."""
+    covered = {'trousers': 1.0, 'shorts': 0.45, 'skirt': 0.0}[person.kind]
+    length = f.top + 0.97 * f.u - f.hip_y
     for side in (-1, 1):
-        shoulder = (centre_x + side * (shoulder_w - 0.03 * u), shoulder_y + 0.025 * u)
-        swing = -side * stride * 0.3 + side * 0.08
-        elbow = _limb(canvas, shoulder, swing, 0.17 * u, person.upper, 0.06 * u * build)
-        sleeve = person.upper if person.sleeves == 'long' else skin
-        hand = _limb(canvas, elbow, swing * 0.7, 0.16 * u, sleeve, 0.05 * u * build)
-        cv2.circle(canvas, _pt(*hand), int(0.025 * u), skin, -1, cv2.LINE_AA)
-    cv2.line(canvas, _pt(centre_x, head[1]), _pt(centre_x, shoulder_y), skin, int(0.05 * u))
-    cv2.circle(canvas, _pt(*head), int(head_r), person.hair if back_view else skin, -1,
+        hip, spread = (f.x + side * f.hip_w * 0.55, f.hip_y), side * (0.03 + 0.17 * stride)
+        foot = _limb(canvas, hip, spread, length, person.skin, 0.075 * f.u * person.build)
+        _limb(canvas, hip, spread, length * covered, person.lower, 0.08 * f.u * person.build)
+        cv2.ellipse(canvas, _pt(foot[0] + side * 0.01 * f.u, foot[1]),
+                    _pt(0.045 * f.u, 0.022 * f.u), 0, 0, 360, person.shoes, -1, cv2.LINE_AA)
+    if person.kind == 'skirt':
+        skirt = np.array([_pt(f.x - f.hip_w, f.hip_y - 0.02 * f.u),
+                          _pt(f.x + f.hip_w, f.hip_y - 0.02 * f.u),
+                          _pt(f.x + f.hip_w * 1.6, f.hip_y + 0.22 * f.u),
+                          _pt(f.x - f.hip_w * 1.6, f.hip_y + 0.22 * f.u)])
+        cv2.fillPoly(canvas, [skirt], person.lower, cv2.LINE_AA)
+
+
+def _torso(canvas, person, f):
+    """Fill the torso with the upper colour and the identity's pattern in its second colour."""
+    polygon = np.array([_pt(f.x - f.shoulder_w, f.shoulder_y), _pt(f.x + f.shoulder_w, f.shoulder_y),
+                        _pt(f.x + f.hip_w, f.hip_y), _pt(f.x - f.hip_w, f.hip_y)])
+    x, y, w, h = cv2.boundingRect(polygon)
+    x0, y0 = max(x, 0), max(y, 0)
+    x1, y1 = min(x + w, canvas.shape[1]), min(y + h, canvas.shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return
+    inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(inside, [polygon - (x0, y0)], 1)
+    inside = inside.astype(bool)
+    ys, xs = np.ogrid[y0:y1, x0:x1]
+    second = _pattern(person.pattern, ys, xs, f.x, f.shoulder_y + 0.11 * f.u, f.u)
+    region = canvas[y0:y1, x0:x1]
+    region[inside & ~second] = person.upper
+    region[inside & second] = person.second
+
+
+def _arms(canvas, person, f, stride):
+    """Sleeved arms (bare forearms with short sleeves) and hands."""
+    for side in (-1, 1):
+        shoulder = (f.x + side * (f.shoulder_w - 0.03 * f.u), f.shoulder_y + 0.025 * f.u)
+        swing = side * (0.06 + 0.12 * stride)
+        elbow = _limb(canvas, shoulder, swing, 0.17 * f.u, person.upper,
+                      0.06 * f.u * person.build)
+        sleeve = person.upper if person.sleeves == 'long' else person.skin
+        hand = _limb(canvas, elbow, swing * 0.4, 0.16 * f.u, sleeve, 0.05 * f.u * person.build)
+        cv2.circle(canvas, _pt(*hand), int(0.025 * f.u), person.skin, -1, cv2.LINE_AA)
+
+
+def _head(canvas, person, f, back_view):
+    """Neck, face (or the back of the head), hair on top, and a cap if the person wears one."""
+    head_r = 0.065 * f.u
+    head = _pt(f.x, f.top + head_r)
+    cv2.line(canvas, head, _pt(f.x, f.shoulder_y), person.skin, int(0.05 * f.u))
+    cv2.circle(canvas, head, int(head_r), person.hair if back_view else person.skin, -1,
                cv2.LINE_AA)
-    cv2.ellipse(canvas, _pt(*head), _pt(head_r * 1.08, head_r * 1.05), 0, 180, 360,
+    cv2.ellipse(canvas, head, _pt(head_r * 1.08, head_r * 1.05), 0, 180, 360,
                 person.hat or person.hair, -1, cv2.LINE_AA)
     if person.hat:
-        cv2.line(canvas, _pt(centre_x - head_r * 1.3, head[1]), _pt(centre_x + head_r * 1.3,
-                 head[1]), person.hat, max(1, int(0.02 * u)))
+        cv2.line(canvas, _pt(f.x - head_r * 1.3, head[1]), _pt(f.x + head_r * 1.3, head[1]),
+                 person.hat, max(1, int(0.02 * f.u)))
 
 
-def _bag(canvas, person, centre_x, shoulder_y, shoulder_w, hip_y, u, back_view):
+def _bag(canvas, person, f, back_view):
     """A backpack (seen whole from behind, as straps from the front) or a shoulder bag."""
-    colour, side = person.bag_colour, person.bag_side
+    colour, side, u = person.bag_colour, person.bag_side, f.u
     strap = max(1, int(0.018 * u))
     if person.bag == 'backpack' and back_view:
-        cv2.rectangle(canvas, _pt(centre_x - shoulder_w * 0.75, shoulder_y + 0.03 * u),
-                      _pt(centre_x + shoulder_w * 0.75, shoulder_y + 0.27 * u), colour, -1)
+        cv2.rectangle(canvas, _pt(f.x - f.shoulder_w * 0.75, f.shoulder_y + 0.03 * u),
+                      _pt(f.x + f.shoulder_w * 0.75, f.shoulder_y + 0.27 * u), colour, -1)
     elif person.bag == 'backpack':
         for s in (-1, 1):
-            cv2.line(canvas, _pt(centre_x + s * shoulder_w * 0.6, shoulder_y),
-                     _pt(centre_x + s * shoulder_w * 0.55, shoulder_y + 0.2 * u), colour, strap)
+            cv2.line(canvas, _pt(f.x + s * f.shoulder_w * 0.6, f.shoulder_y),
+                     _pt(f.x + s * f.shoulder_w * 0.55, f.shoulder_y + 0.2 * u), colour, strap)
     elif person.bag == 'shoulder':
-        bag_x = centre_x + side * (shoulder_w + 0.02 * u)
-        cv2.line(canvas, _pt(centre_x - side * shoulder_w * 0.8, shoulder_y),
-                 _pt(bag_x, hip_y - 0.05 * u), colour, strap)
-        cv2.rectangle(canvas, _pt(bag_x - 0.05 * u, hip_y - 0.07 * u),
-                      _pt(bag_x + 0.05 * u, hip_y + 0.05 * u), colour, -1)
+        bag_x = f.x + side * (f.shoulder_w + 0.02 * u)
+        cv2.line(canvas, _pt(f.x - side * f.shoulder_w * 0.8, f.shoulder_y),
+                 _pt(bag_x, f.hip_y - 0.05 * u), colour, strap)
+        cv2.rectangle(canvas, _pt(bag_x - 0.05 * u, f.hip_y - 0.07 * u),
+                      _pt(bag_x + 0.05 * u, f.hip_y + 0.05 * u), colour, -1)
 
 
 def render(rng, camera, height, width, person, passer_by=None, junk=False):
@@ -220,14 +260,13 @@ def render(rng, camera, height, width, person, passer_by=None, junk=False):
     y0, x0 = rng.integers(scene_h - height + 1), rng.integers(scene_w - width + 1)
     canvas = cv2.resize(camera.background[y0:y0 + height, x0:x0 + width],
                         (width * SUPERSAMPLING, height * SUPERSAMPLING))
-    grids = np.mgrid[0:canvas.shape[0], 0:canvas.shape[1]]
     if passer_by:
-        _place(rng, canvas, camera, passer_by, grids, 0.85, _aside(rng))
+        _place(rng, canvas, camera, passer_by, 0.85, _aside(rng))
     if junk:
-        _place(rng, canvas, camera, person, grids, rng.uniform(1.6, 2.6), _aside(rng),
+        _place(rng, canvas, camera, person, rng.uniform(1.6, 2.6), _aside(rng),
                lift=rng.uniform(0, 0.5))
     else:
-        _place(rng, canvas, camera, person, grids, rng.uniform(0.95, 1.05), rng.normal(0, 0.04))
+        _place(rng, canvas, camera, person, rng.uniform(0.95, 1.05), rng.normal(0, 0.04))
     return _photograph(rng, camera, canvas, height, width)
 
 
@@ -236,22 +275,22 @@ def _aside(rng):
     return rng.uniform(0.45, 0.75) * rng.choice((-1, 1))
 
 
-def _place(rng, canvas, camera, person, grids, size, shift, lift=0.0):
+def _place(rng, canvas, camera, person, size, shift, lift=0.0):
     """Draw `person` at the camera's scale times `size`, `shift` widths off centre, in a
     random walking pose and view; `lift` moves it up by that part of its height."""
     big_h, big_w = canvas.shape[:2]
     u = big_h * camera.scale * person.height * size
     top = (big_h - u) / 2 + rng.normal(0, 0.02) * big_h - lift * u
-    draw_person(canvas, person, big_w * (0.5 + shift), top, u, rng.uniform(-1, 1),
-                rng.random() < 0.5, grids)
+    draw_person(canvas, person, big_w * (0.5 + shift), top, u, rng.uniform(0, 1),
+                rng.random() < 0.5)
 
 
 def _photograph(rng, camera, canvas, height, width):
-    """What the camera makes of the scene: lighting, shrinking, blur, noise, mirroring."""
+    """What the camera makes of the scene: shrinking, lighting, blur, noise, mirroring."""
+    image = cv2.resize(canvas, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32)
     light = camera.gain * rng.uniform(0.92, 1.08)
-    shading = 1 + camera.shade * np.linspace(-1, 1, canvas.shape[0], dtype=np.float32)
-    image = canvas.astype(np.float32) * light.astype(np.float32) * shading[:, None, None]
-    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    shading = 1 + camera.shade * np.linspace(-1, 1, height)
+    image *= (shading[:, None, None] * light).astype(np.float32)
     if camera.blur > 0.3:
         image = cv2.GaussianBlur(image, (0, 0), camera.blur)
     image += rng.normal(0, camera.noise, image.shape).astype(np.float32)
@@ -271,7 +310,8 @@ class _Writer:
         name = f'{identity}_c{camera}s{sequence}_{self.frame:06d}_{box:02d}.jpg'
         quality = int(self.rng.integers(60, 96))
         ok, data = cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        assert ok, name
+        if not ok:
+            raise RuntimeError(f'OpenCV could not encode {name}')
         data.tofile(os.path.join(self.root, folder, name))
         self.counts[folder] += 1
 
@@ -290,6 +330,13 @@ def _check_sizes(num_train_ids, num_test_ids, num_cameras, images, height, width
         raise InputError('images must be at least 32x16 pixels')
     if ((num_train_ids + num_test_ids) * num_cameras * (images + 1) + extra) * 25 > 999999:
         raise InputError('too many images for the 6-digit frame numbers of Market names')
+
+
+def _shots(test, images_per_camera):
+    """(folder, box number) of the images of one identity in one camera; a test identity's
+    extra image is its query, numbered 00 as in Market."""
+    folder = 'bounding_box_test' if test else 'bounding_box_train'
+    return [(folder, box) for box in range(1, images_per_camera + 1)] + [('query', 0)] * test
 
 
 def make_demo_dataset(root, num_train_ids=100, num_test_ids=50, images_per_camera=3,
@@ -317,9 +364,7 @@ def make_demo_dataset(root, num_train_ids=100, num_test_ids=50, images_per_camer
         person, test = random_person(rng), n >= num_train_ids
         seen = rng.choice(num_cameras, size=rng.integers(2, num_cameras + 1), replace=False)
         for cam in sorted(seen):
-            shots = [('bounding_box_test' if test else 'bounding_box_train', box)
-                     for box in range(1, images_per_camera + 1)] + [('query', 0)] * test
-            for folder, box in shots:
+            for folder, box in _shots(test, images_per_camera):
                 passer_by = random_person(rng) if rng.random() < 1 / 6 else None
                 image = render(rng, cameras[cam], height, width, person, passer_by)
                 writer.save(folder, f'{pid:04d}', cam + 1, image, box)
@@ -334,16 +379,20 @@ def make_demo_dataset(root, num_train_ids=100, num_test_ids=50, images_per_camer
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('root', help='a new or empty folder for the dataset')
     parser.add_argument('--train_ids', type=positive_int, default=100)
     parser.add_argument('--test_ids', type=positive_int, default=50)
-    parser.add_argument('--images_per_camera', type=positive_int, default=3)
+    parser.add_argument('--images_per_camera', type=positive_int, default=3,
+                        help='per identity and camera; test identities get one more (the query)')
     parser.add_argument('--cameras', type=positive_int, default=6)
     parser.add_argument('--height', type=positive_int, default=128)
     parser.add_argument('--width', type=positive_int, default=64)
-    parser.add_argument('--distractors', type=nonnegative_int, default=20)
-    parser.add_argument('--junk', type=nonnegative_int, default=20)
+    parser.add_argument('--distractors', type=nonnegative_int, default=20,
+                        help='`0000` people in the gallery who are never queried')
+    parser.add_argument('--junk', type=nonnegative_int, default=20,
+                        help='`-1` bad boxes in the gallery, ignored by the evaluation')
     parser.add_argument('--seed', type=nonnegative_int, default=0)
     return parser.parse_args(argv)
 
