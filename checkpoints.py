@@ -79,4 +79,6 @@ def restore_model(model, path):
     except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError,
             AssertionError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ''
+        # The half-restored checkpoint object warns about every variable when collected.
+        tf.get_logger().setLevel('ERROR')
         raise InputError(f'checkpoint {path} does not fit the model of args.json: {first}')

@@ -57,14 +57,12 @@ def build_parser():
         help='With --excluder camera: a regular expression with a named group `camera`, '
              r'searched in each path as written in the CSVs, e.g. "_c(?P<camera>\d+)_" or '
              r'"^cam(?P<camera>\d+)/". Without it the third CSV column is the camera.')
-    parser.add_argument('--query_dataset', required=True,
-                        help='Path to the query dataset CSV file.')
-    parser.add_argument('--query_embeddings', required=True,
-                        help='Path to the HDF5 file of the query embeddings (dataset `emb`).')
-    parser.add_argument('--gallery_dataset', required=True,
-                        help='Path to the gallery dataset CSV file.')
-    parser.add_argument('--gallery_embeddings', required=True,
-                        help='Path to the HDF5 file of the gallery embeddings (dataset `emb`).')
+    for role in ('query', 'gallery'):
+        parser.add_argument(f'--{role}_dataset', required=True,
+                            help=f'Path to the {role} dataset CSV file.')
+        parser.add_argument(f'--{role}_embeddings', required=True,
+                            help=f'Path to the HDF5 file of the {role} embeddings (dataset '
+                                 '`emb`, one row per CSV row).')
     parser.add_argument(
         '--metric', required=True, choices=metrics.METRICS,
         help='Distance between embeddings (euclidean and sqeuclidean rank alike).')
@@ -84,7 +82,7 @@ def build_parser():
     parser.add_argument('--picture_dir', metavar='DIR',
                         help=f'Write {CMC_PICTURE} (and {RANKED_LIST_PICTURE} with '
                              '--image_root) into this directory.')
-    parser.add_argument('--image_root', type=common.readable_directory,
+    parser.add_argument('--image_root', type=common.readable_directory, metavar='DIR',
                         help='Directory the CSV paths are relative to, for the ranked list.')
     parser.add_argument('--picture_queries', default=10, type=common.positive_int, metavar='N',
                         help='Queries in the ranked list (default: %(default)s).')
@@ -230,6 +228,8 @@ def _output_paths(args):
 
 
 def _prepare_outputs(args):
+    if args.image_root and not args.picture_dir:
+        raise InputError('--image_root is for the ranked-list picture; add --picture_dir')
     if args.picture_dir:
         try:
             os.makedirs(args.picture_dir, exist_ok=True)

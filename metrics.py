@@ -22,24 +22,20 @@ class Distances:
 
     `euclidean` comes out squared, as `sqeuclidean`: the square root keeps the order, which is
     all the metrics use, and could only round nearly equal distances into ties.
-    Squared distances use |q|^2 + |g|^2 - 2 q.g, all in one matrix product of the embeddings
-    extended by two columns (an order of magnitude faster than forming differences), clamped
-    at 0. In float64 the error stays below about
-    1e-14 of |q|^2 + |g|^2, so the order is that of the exact distances but for pairs closer
-    than that; integer-valued embeddings are exact. Identical gallery embeddings are computed
-    once and copied, so they always tie exactly, whatever the BLAS kernel does.
+
+    Squared distances are |q|^2 + |g|^2 - 2 q.g, all in one matrix product of the embeddings
+    extended by two columns (an order of magnitude faster than forming differences), in
+    float64 and clamped at 0. The rounding error is of order D * 1e-16 * (|q| + |g|)^2, so
+    the order is that of the exact distances except for pairs closer than that, and
+    integer-valued embeddings come out exact. Identical gallery embeddings are computed once
+    and copied, so they always tie exactly, whatever the BLAS kernel does.
     `cityblock` sums |q - g| dimension by dimension (exact differences, no expansion).
     """
 
     def __init__(self, gallery, metric):
         if metric not in METRICS:
             raise ValueError(f'unknown metric {metric!r}; expected one of {METRICS}')
-        gallery = np.asarray(gallery, dtype=np.float64)
-        code_of = {}
-        inverse = np.array([code_of.setdefault(row.tobytes(), len(code_of)) for row in gallery],
-                           dtype=np.intp)
-        unique = gallery[np.unique(inverse, return_index=True)[1]]
-        self._inverse = None if len(unique) == len(gallery) else inverse
+        unique, self._inverse = _unique_rows(np.asarray(gallery, dtype=np.float64))
         self.metric = metric
         if metric != 'cityblock':  # columns g, 1, |g|^2 to meet -2q, |q|^2, 1 in `_squared`
             unique = np.hstack([unique, np.ones((len(unique), 1)), _squared_norms(unique)[:, None]])
@@ -67,6 +63,18 @@ class Distances:
             np.subtract(query_column[:, None], gallery_row, out=difference)
             total += np.abs(difference, out=difference)
         return total
+
+
+def _unique_rows(rows):
+    """(the distinct rows in order of appearance, the index of each row among them), the
+    index being None if all rows differ. Hashing the bytes takes a fraction of the time of
+    np.unique(axis=0), which sorts."""
+    code_of = {}
+    inverse = np.array([code_of.setdefault(row.tobytes(), len(code_of)) for row in rows],
+                       dtype=np.intp)
+    if len(code_of) == len(rows):
+        return rows, None
+    return rows[np.unique(inverse, return_index=True)[1]], inverse
 
 
 def _squared_norms(vectors):
@@ -151,13 +159,9 @@ def _match_ranks(distances, positive, excluded):
     sorted_rows.sort(axis=1)
     order = np.lexsort((value, row))  # stable: tied matches stay in gallery order
     row, col, value = row[order], col[order], value[order]
-
     position = np.arange(len(row))
     row_start = np.searchsorted(row, row)
-    new_group = np.ones(len(row), dtype=bool)  # groups: matches of one row at one distance
-    new_group[1:] = (row[1:] != row[:-1]) | (value[1:] != value[:-1])
-    group_start = np.maximum.accumulate(np.where(new_group, position, 0))
-    group_last = np.flatnonzero(np.append(new_group[1:], True))[np.cumsum(new_group) - 1]
+    group_start, group_last = _tie_groups(row, value)
 
     below = _count_sorted(sorted_rows, row, value, inclusive=False)
     within = _count_sorted(sorted_rows, row, value, inclusive=True)
@@ -166,6 +170,19 @@ def _match_ranks(distances, positive, excluded):
             _others_tied_before(distances, positive | excluded, row, col, value,
                                 others_tied > 0))
     return _MatchRanks(row, position - row_start, rank, group_last - row_start + 1, within)
+
+
+def _tie_groups(row, value):
+    """First and last position of each entry's group: the entries of one row at one value.
+
+    `row` and `value` are sorted by (row, value); a group is a run of equal pairs.
+    """
+    position = np.arange(len(row))
+    new_group = np.ones(len(row), dtype=bool)
+    new_group[1:] = (row[1:] != row[:-1]) | (value[1:] != value[:-1])
+    group_start = np.maximum.accumulate(np.where(new_group, position, 0))
+    group_last = np.flatnonzero(np.append(new_group[1:], True))[np.cumsum(new_group) - 1]
+    return group_start, group_last
 
 
 def _count_sorted(sorted_rows, row, value, inclusive):

@@ -69,8 +69,8 @@ def reference_check(result, query, query_embs, gallery, gallery_embs, excluder, 
         distances = ((gallery_embs[valid].astype(np.float64) - query_embs[row]) ** 2).sum(1)
         truth = gallery.pids[valid] == query.pids[row]
         hits = np.flatnonzero(truth[np.argsort(distances, kind='stable')]) + 1
-        if row not in position:
-            worst['skip_mismatches'] += len(hits) > 0
+        worst['skip_mismatches'] += (row in position) != (len(hits) > 0)
+        if row not in position or len(hits) == 0:
             continue
         i = position[row]
         ap = average_precision_score(truth, -distances)

@@ -10,7 +10,7 @@ Usage (from the repository root; `python data/build_csv.py ...` works too):
 `market1501` and `duke` write `<prefix>_train.csv`, `<prefix>_query.csv` and `<prefix>_test.csv`
 exactly as the official repository's `data/` CSVs: the identity as it stands in the file name
 (`0002`, `0000` distractors and `-1` junk kept), paths relative to DATASET_ROOT, sorted, no camera
-column (the evaluation reads cameras from the Market/Duke file names).
+column (the Market/Duke excluders of the evaluation read cameras from the file names).
 
 `folders` takes one sub-folder of ROOT per identity (images may sit deeper inside it).
 `pattern` takes the identity, and optionally the camera (then written as the third column), from

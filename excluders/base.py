@@ -35,7 +35,7 @@ def parse_file_names(dataset, pattern, hint, basename=True):
     for i, fid in enumerate(dataset.fids):
         match = pattern.search(os.path.basename(fid) if basename else fid)
         if match is None:
-            raise InputError(f'{dataset.where(i)}: cannot parse the file name {fid!r}; {hint}')
+            raise InputError(f'{dataset.where(i)}: cannot parse the file name "{fid}"; {hint}')
         for name, values in groups.items():
             values.append(match.group(name))
     return {name: np.array(values) for name, values in groups.items()}
