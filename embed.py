@@ -120,7 +120,8 @@ def embed(args, model, paths):
         lambda path: views_of(pipeline.load_image(path, size), args),
         num_parallel_calls=args.loading_threads).unbatch()
     images = images.batch(args.batch_size).prefetch(tf.data.AUTOTUNE)
-    forward = tf.function(lambda batch: model(batch, training=False))
+    forward = tf.function(lambda batch: model(batch, training=False),
+                          input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
     result = np.zeros((len(paths) * views, args.embedding_dim), np.float32)
     began, done = time.time(), 0
     for batch in images:

@@ -20,19 +20,28 @@ MISS_COLOR = (0, 0, 220)
 WHITE = (255, 255, 255)
 
 
-def save_cmc_curve(cmc, path, max_rank=50, title='CMC'):
-    """Plot the top-k accuracy for k = 1..max_rank into the PNG file `path`."""
+def save_cmc_curve(curves, path, max_rank=50, title='CMC'):
+    """Plot top-k accuracy for k = 1..max_rank into the PNG file `path`.
+
+    `curves` is one CMC (a sequence) or {label: CMC} to compare several in one picture.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    ranks = np.arange(1, min(max_rank, len(cmc)) + 1)
+    labelled = curves if isinstance(curves, dict) else {None: curves}
     figure = Figure(figsize=(6, 4), dpi=100)
     FigureCanvasAgg(figure)  # the Agg backend, without touching pyplot's global state
     axes = figure.add_subplot()
-    axes.plot(ranks, 100 * np.asarray(cmc[:len(ranks)]), marker='.')
+    longest = 1
+    for label, cmc in labelled.items():
+        ranks = np.arange(1, min(max_rank, len(cmc)) + 1)
+        longest = max(longest, ranks[-1])
+        axes.plot(ranks, 100 * np.asarray(cmc[:len(ranks)]), marker='.', label=label)
     axes.set(xlabel='rank k', ylabel='queries with a true match in the top k (%)',
-             title=title, xlim=(0.5, ranks[-1] + 0.5), ylim=(0, 100.5))
+             title=title, xlim=(0.5, longest + 0.5), ylim=(0, 100.5))
     axes.grid(True, alpha=0.3)
+    if len(labelled) > 1:
+        axes.legend(loc='lower right')
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format='png')
 

@@ -142,13 +142,18 @@ def make_train_step(model, optimizer, args):
     return step
 
 
+def make_optimizer(args):
+    """Adam with TF1's defaults (epsilon 1e-8) and the paper's learning-rate schedule."""
+    schedule = PaperDecay(args.learning_rate, args.decay_start_iteration, args.train_iterations)
+    return keras.optimizers.Adam(schedule, epsilon=1e-8)
+
+
 def train(args):
     keras.utils.set_random_seed(args.seed)
     dataset, labels = load_training_set(args)
     model = build_model(args.model_name, args.head_name, args.embedding_dim,
                         None if args.resume else args.initial_checkpoint)
-    schedule = PaperDecay(args.learning_rate, args.decay_start_iteration, args.train_iterations)
-    optimizer = keras.optimizers.Adam(schedule)
+    optimizer = make_optimizer(args)
     optimizer.build(model.trainable_variables)
     checkpoints = TrainingCheckpoints(args.experiment_root, model, optimizer,
                                       args.keep_checkpoints)
@@ -171,9 +176,9 @@ def train(args):
         for step, (images, batch_labels, fids) in zip(
                 range(start + 1, args.train_iterations + 1), batches):
             began = time.time()
+            learning_rate = float(optimizer.learning_rate)  # the rate this step uses
             values = {k: v.numpy() for k, v in train_step(images, batch_labels).items()}
-            logs.write(step, values, fids.numpy(), float(schedule(step - 1)),
-                       time.time() - began)
+            logs.write(step, values, fids.numpy(), learning_rate, time.time() - began)
             if args.checkpoint_frequency and step % args.checkpoint_frequency == 0:
                 checkpoints.save(step)
             if stop.interrupted:

@@ -63,9 +63,8 @@ def time_pipeline(args, dataset, labels, batches):
 
 
 def time_training(args, dataset, labels, steps):
-    import keras
     model = build_model(args.model_name, args.head_name, args.embedding_dim)
-    optimizer = keras.optimizers.Adam(args.learning_rate)
+    optimizer = train.make_optimizer(args)
     step = train.make_train_step(model, optimizer, args)
     stream = iter(pipeline.train_dataset(dataset, args.image_root, args, labels))
     images, batch_labels, _ = next(stream)

@@ -139,7 +139,7 @@ def undecodable(root, paths, threads=8):
     return [path for path, bad in zip(paths, failed) if bad]
 
 
-def check_images(root, rows, threads=8):
+def check_decodable(root, rows, threads=8):
     """Refuse the rows if any image does not decode: a training run would die on it later."""
     bad = undecodable(root, [row.path for row in rows], threads)
     if bad:
@@ -171,7 +171,7 @@ def _finish(outputs, check, threads):
     """
     if check:
         for _, root, rows, _ in outputs:
-            check_images(root, rows, threads)
+            check_decodable(root, rows, threads)
     for path, _, rows, with_camera in outputs:
         write_csv(path, rows, with_camera)
         print(summary(path, rows))

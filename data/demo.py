@@ -189,7 +189,8 @@ def _legs(canvas, person, f, stride):
 
 def _torso(canvas, person, f):
     """Fill the torso with the upper colour and the identity's pattern in its second colour."""
-    polygon = np.array([_pt(f.x - f.shoulder_w, f.shoulder_y), _pt(f.x + f.shoulder_w, f.shoulder_y),
+    polygon = np.array([_pt(f.x - f.shoulder_w, f.shoulder_y),
+                        _pt(f.x + f.shoulder_w, f.shoulder_y),
                         _pt(f.x + f.hip_w, f.hip_y), _pt(f.x - f.hip_w, f.hip_y)])
     x, y, w, h = cv2.boundingRect(polygon)
     x0, y0 = max(x, 0), max(y, 0)
