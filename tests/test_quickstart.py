@@ -11,7 +11,7 @@ def test_demo_learns_and_leaves_its_pictures(tmp_path):
     output = str(tmp_path / 'demo')
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, 'demo.py'), '--output', output, '--train_ids', '40',
-         '--test_ids', '20', '--train_iterations', '150', '--batch_p', '8'],
+         '--test_ids', '20', '--train_iterations', '300', '--batch_p', '8'],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'untrained: mAP' in result.stdout and 'trained: mAP' in result.stdout
