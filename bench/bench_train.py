@@ -4,7 +4,8 @@
     python bench/bench_train.py --model_name resnet_v1_50 --steps 5
     python bench/bench_train.py --model_name lunet --height 128 --width 64 --steps 30
 
-Makes Market-sized JPEGs (128x64) in a temporary folder, so it needs no dataset. Prints JSON.
+Makes the synthetic Market-style JPEGs of data/demo.py (128x64) in a temporary folder;
+prints JSON.
 The first step (tracing and graph building) is timed apart and left out of the rate.
 """
 import argparse
@@ -21,23 +22,8 @@ import numpy as np  # noqa: E402
 
 import train  # noqa: E402  (imports TensorFlow quietly)
 from data import csv_dataset, pipeline  # noqa: E402
+from data.demo import make_demo_dataset  # noqa: E402
 from embedding_model import build_model  # noqa: E402
-
-
-def make_jpegs(folder, num_ids, per_id, seed=0):
-    import cv2
-    rng = np.random.default_rng(seed)
-    rows = []
-    for pid in range(num_ids):
-        for j in range(per_id):
-            image = rng.integers(0, 256, (128, 64, 3), dtype=np.uint8)
-            name = f'{pid:04d}_c1s1_{j:06d}_00.jpg'
-            cv2.imwrite(os.path.join(folder, name), image)
-            rows.append(f'{pid},{name}\n')
-    path = os.path.join(folder, 'bench.csv')
-    with open(path, 'w') as f:
-        f.writelines(rows)
-    return path
 
 
 def bench_args(options, csv_path, root):
@@ -97,7 +83,8 @@ def main():
     parser.add_argument('--threads', type=int, default=2)
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as root:
-        csv_path = make_jpegs(root, num_ids=max(100, options.batch_p), per_id=6)
+        make_demo_dataset(root, num_train_ids=max(100, options.batch_p), num_test_ids=2)
+        csv_path = os.path.join(root, 'market1501_train.csv')
         args = bench_args(options, csv_path, root)
         dataset = csv_dataset.read_csv(csv_path)
         _, labels = np.unique(dataset.pids, return_inverse=True)

@@ -55,9 +55,9 @@ def test_short_training_on_real_crops_learns(tmp_path):
     assert checkpoint_steps(root) == [0, 300]
 
 
-def test_sigint_checkpoints_then_resume_finishes(tmp_path, colour_dataset):
+def interrupt_training(root, colour_dataset, signum, at_step):
+    """Start a long train.py, send `signum` once step `at_step` is logged; return its stderr."""
     csv_path, image_root = colour_dataset
-    root = str(tmp_path / 'exp')
     proc = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, 'train.py'), '--experiment_root', root,
          '--train_set', csv_path, '--image_root', image_root, *TINY,
@@ -65,17 +65,23 @@ def test_sigint_checkpoints_then_resume_finishes(tmp_path, colour_dataset):
         stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
         match = LINE.search(line)
-        if match and int(match.group(1)) >= 5:
-            proc.send_signal(signal.SIGINT)
+        if match and int(match.group(1)) >= at_step:
+            proc.send_signal(signum)
             break
     rest = proc.stderr.read()
     assert proc.wait(timeout=120) == 0, rest[-2000:]
-    assert 'Interrupted on request' in rest
+    return rest
+
+
+def test_sigint_checkpoints_then_resume_finishes(tmp_path, colour_dataset):
+    root = str(tmp_path / 'exp')
+    assert 'Interrupted on request' in interrupt_training(root, colour_dataset,
+                                                          signal.SIGINT, 5)
     last_logged = log_rows(root)[-1][0]
     assert checkpoint_steps(root) == [0, last_logged]
 
-    # Resume with other flags: the stored ones win (with a warning), and it ends at 100000?
-    # No: args.json says 100000; shorten it by hand to keep the test quick.
+    # Resume with other flags: the stored ones win, with a warning. args.json says 100000
+    # steps; shorten that by hand to keep the test quick.
     args_file = os.path.join(root, 'args.json')
     stored = json.load(open(args_file))
     stored['train_iterations'] = last_logged + 7
@@ -87,7 +93,7 @@ def test_sigint_checkpoints_then_resume_finishes(tmp_path, colour_dataset):
     assert f'Resumed from step {last_logged}' in result.stderr
     assert checkpoint_steps(root)[-1] == last_logged + 7
     assert log_rows(root)[-1][0] == last_logged + 7
-    # Steps after resuming continue the numbering, P=4 is still used (batch of 8 in the log).
+    # P=4 from args.json is what the resumed run uses.
     assert 'batch_p: 4' in result.stderr
 
     again = run_train('--experiment_root', root, '--resume')
@@ -95,19 +101,9 @@ def test_sigint_checkpoints_then_resume_finishes(tmp_path, colour_dataset):
 
 
 def test_sigterm_also_stops_cleanly(tmp_path, colour_dataset):
-    csv_path, image_root = colour_dataset
     root = str(tmp_path / 'exp')
-    proc = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, 'train.py'), '--experiment_root', root,
-         '--train_set', csv_path, '--image_root', image_root, *TINY,
-         '--train_iterations', '100000'], stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        if LINE.search(line):
-            proc.send_signal(signal.SIGTERM)
-            break
-    proc.stderr.read()
-    assert proc.wait(timeout=120) == 0
-    assert len(checkpoint_steps(root)) == 2
+    assert 'SIGTERM received' in interrupt_training(root, colour_dataset, signal.SIGTERM, 1)
+    assert checkpoint_steps(root) == [0, log_rows(root)[-1][0]]
 
 
 @pytest.mark.parametrize('case, flags, message', [
