@@ -45,7 +45,7 @@ def build_parser():
     add = parser.add_argument
     add('--output', required=True, help='PNG file for the scatter plot of the test embedding.')
     add('--overwrite', action='store_true', help='Replace --output if it exists.')
-    add('--steps', default=1500, type=common.positive_int, dest='train_iterations',
+    add('--steps', default=2000, type=common.positive_int, dest='train_iterations', metavar='N',
         help='Training steps (default: %(default)s).')
     add('--seed', default=0, type=common.nonnegative_int,
         help='Seed of the split, the weights and every batch (default: %(default)s).')
@@ -56,9 +56,9 @@ def build_parser():
         help=f'Classes per batch, at most {NUM_CLASSES} (default: %(default)s).')
     add('--batch_k', default=8, type=common.positive_int,
         help='Images per class (default: %(default)s).')
-    add('--learning_rate', default=3e-3, type=common.positive_float,
+    add('--learning_rate', default=1e-3, type=common.positive_float,
         help='Adam\'s rate, decayed to 0.001x over the second half (default: %(default)s).')
-    # What train.make_train_step and train.make_optimizer read besides the flags above.
+    # train.make_train_step reads `loss` too (and make_optimizer the decay start, set in main).
     parser.set_defaults(loss='batch_hard')
     return parser
 
@@ -78,9 +78,8 @@ def build_model():
                              keras.layers.Dense(128, activation='relu'), keras.layers.Dense(2)])
 
 
-def fit(model, x, y, args):
+def fit(model, sampler, x, args):
     """Train with the PK batches, step and Adam of train.py; return the final mean loss."""
-    sampler = PKSampler(y, args.batch_p, args.batch_k, args.seed)
     images = tf.constant(x)
     step = train.make_train_step(model, train.make_optimizer(args), args)
 
@@ -108,21 +107,28 @@ def describe(result):
 
 
 def save_scatter(embeddings, labels, title, path):
-    """The embedding as points coloured by digit, each cluster marked with its digit."""
+    """The embedding as points coloured by digit, each cluster named just beyond its edge
+    on the side away from the middle of the plot, so that the name hides no points."""
+    from matplotlib import patheffects
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(7, 6), dpi=100, layout='constrained')
+    figure = Figure(figsize=(7.5, 6.5), dpi=100, layout='constrained')
     FigureCanvasAgg(figure)  # the Agg backend, without touching pyplot's global state
     axes = figure.add_subplot()
+    middle = np.median(embeddings, axis=0)
     for digit in range(NUM_CLASSES):
         points = embeddings[labels == digit]
-        axes.scatter(*points.T, s=10, alpha=0.6, color=f'C{digit}', label=str(digit))
-        axes.annotate(str(digit), np.median(points, axis=0), fontsize=16, weight='bold',
-                      ha='center', va='center', color=f'C{digit}',
-                      bbox=dict(boxstyle='circle', fc='white', ec=f'C{digit}', alpha=0.85))
+        axes.scatter(*points.T, s=12, alpha=0.6, color=f'C{digit}', label=str(digit))
+        centre = np.median(points, axis=0)
+        outward = (centre - middle) / (np.linalg.norm(centre - middle) + 1e-12)
+        edge = centre + outward * np.percentile((points - centre) @ outward, 95)
+        axes.annotate(str(digit), edge, xytext=16 * outward, textcoords='offset points',
+                      fontsize=15, weight='bold', ha='center', va='center', color=f'C{digit}',
+                      path_effects=[patheffects.withStroke(linewidth=3, foreground='white')])
     axes.set(title=title, xlabel='embedding dimension 1', ylabel='embedding dimension 2',
              aspect='equal')
+    axes.margins(0.08)
     axes.legend(title='digit', loc='center left', bbox_to_anchor=(1.01, 0.5),
                 markerscale=2.5, frameon=False)
     with common.atomic_path(path) as tmp:
@@ -131,24 +137,26 @@ def save_scatter(embeddings, labels, title, path):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.batch_p > NUM_CLASSES:
-        raise InputError(f'--batch_p {args.batch_p}: the digits have {NUM_CLASSES} classes')
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
+        raise InputError(f'--output {args.output}: its directory does not exist')
     if not args.overwrite:
         common.refuse_overwrite(args.output)
     args.decay_start_iteration = args.train_iterations // 2
     (x_train, y_train), (x_test, y_test) = load_split(args.seed)
+    sampler = PKSampler(y_train, args.batch_p, args.batch_k, args.seed)  # checks --batch_p
     keras.utils.set_random_seed(args.seed)
     model = build_model()
     before = retrieval(model(x_test).numpy(), y_test, args.metric)
     print(f'untrained: {describe(before)}  ({len(y_test)} test images, chance 10%)')
     began = time.perf_counter()
-    loss = fit(model, x_train, y_train, args)
+    loss = fit(model, sampler, x_train, args)
     embeddings = model(x_test).numpy()
     after = retrieval(embeddings, y_test, args.metric)
     print(f'  trained: {describe(after)}  ({args.train_iterations} steps in '
           f'{time.perf_counter() - began:.0f} s, final loss {loss:.3f})')
-    save_scatter(embeddings, y_test, f'Digits test split after {args.train_iterations} steps: '
-                 f'{describe(after)}', args.output)
+    save_scatter(embeddings, y_test, f'{len(y_test)} test digits after {args.train_iterations} '
+                 f'steps of batch-hard training\n{describe(after)} (untrained: '
+                 f'{describe(before)})', args.output)
     print(f'Scatter plot of the test embedding: {args.output}')
     return {'untrained': before, 'trained': after}
 

@@ -7,7 +7,7 @@ demo run on two CPU cores. Input: RGB in [0, 255] of any size (designed for 128x
 import keras
 from keras import layers
 
-from nets.layers import Preprocess
+from nets.layers import preprocess
 
 WIDTHS = (32, 64, 128, 256)
 
@@ -31,7 +31,7 @@ def residual(x, filters, name):
 def build():
     """The backbone: raw RGB images in [0, 255] to a 256-D global average pool."""
     images = keras.Input((None, None, 3), name='images')
-    x = Preprocess(mean=(0.5, 0.5, 0.5), scale=1 / 255, name='preprocess')(images)
+    x = preprocess(images, mean=(0.5, 0.5, 0.5), scale=1 / 255)
     x = conv_bn(x, WIDTHS[0], 3, 'stem')
     for i, width in enumerate(WIDTHS, start=1):
         x = residual(x, width, f'stage{i}')

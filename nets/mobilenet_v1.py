@@ -6,7 +6,7 @@ Preprocessing is the official one: the image divided by 255.
 import keras
 from keras import layers
 
-from nets.layers import Preprocess
+from nets.layers import preprocess
 
 # (pointwise filters, stride) of the 13 depthwise-separable layers.
 SEPARABLE = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1),
@@ -23,7 +23,7 @@ def build():
     """The backbone: raw RGB images in [0, 255] of any size to the 1024-D global average pool."""
     init = keras.initializers.TruncatedNormal(stddev=0.09)
     images = keras.Input((None, None, 3), name='images')
-    x = Preprocess(scale=1 / 255, name='preprocess')(images)
+    x = preprocess(images, scale=1 / 255)
     x = layers.Conv2D(32, 3, 2, padding='same', use_bias=False, kernel_initializer=init,
                       name='Conv2d_0')(x)
     x = bn_relu6(x, 'Conv2d_0')

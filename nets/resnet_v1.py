@@ -7,7 +7,7 @@ variable scopes with '.' for '/', so TF-slim ImageNet checkpoints map onto them 
 import keras
 from keras import layers
 
-from nets.layers import Preprocess
+from nets.layers import preprocess
 
 # The ImageNet RGB means the official code subtracts.
 RGB_MEAN = (123.68, 116.78, 103.94)
@@ -46,7 +46,7 @@ def bottleneck(x, depth, stride, name):
 def build(depth):
     """The backbone: raw RGB images in [0, 255] of any size to the 2048-D global average pool."""
     images = keras.Input((None, None, 3), name='images')
-    x = Preprocess(mean=RGB_MEAN, name='preprocess')(images)
+    x = preprocess(images, mean=RGB_MEAN)
     x = conv_bn(x, 64, 7, 2, 'conv1')
     x = layers.MaxPooling2D(3, 2, padding='same', name='pool1')(x)
     for b, (units, stride) in enumerate(zip(BLOCK_UNITS[depth], BLOCK_STRIDES), start=1):
