@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from aggregators import AGGREGATORS  # noqa: E402
-from checkpoints import latest_checkpoint, restore_model  # noqa: E402
+from checkpoints import complete_checkpoints, latest_checkpoint, restore_model  # noqa: E402
 from common import InputError  # noqa: E402
 from data import csv_dataset, pipeline  # noqa: E402
 from embedding_model import build_model  # noqa: E402
@@ -31,17 +31,31 @@ CROPS = ('center', 'top_left', 'top_right', 'bottom_left', 'bottom_right')
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__)
     add = parser.add_argument
-    add('--experiment_root', required=True, help='The trained experiment (with args.json).')
+    add_experiment_flags(parser)
     add('--dataset', required=True, help='CSV of the images to embed.')
     add('--image_root', type=common.readable_directory,
         help='Folder the CSV paths are relative to (default: the one of training).')
-    add('--checkpoint', default=None,
-        help='Checkpoint name in the experiment root, e.g. checkpoint-25000 (default: newest).')
-    add('--loading_threads', default=8, type=common.positive_int)
-    add('--batch_size', default=256, type=common.positive_int)
     add('--filename', default=None,
         help='HDF5 output, relative to the experiment root (default: <csv name>_embeddings.h5).')
     add('--overwrite', action='store_true', help='Replace an existing output file.')
+    add_view_flags(parser)
+    return parser
+
+
+def add_experiment_flags(parser):
+    """`--experiment_root` and `--checkpoint`, shared with embed_files.py and export.py."""
+    parser.add_argument('--experiment_root', required=True,
+                        help='The trained experiment (with args.json).')
+    parser.add_argument('--checkpoint', default=None,
+                        help='Checkpoint name in the experiment root, e.g. checkpoint-25000 '
+                             '(default: newest).')
+
+
+def add_view_flags(parser):
+    """The test-time views and batching flags, shared with embed_files.py."""
+    add = parser.add_argument
+    add('--loading_threads', default=8, type=common.positive_int)
+    add('--batch_size', default=256, type=common.positive_int)
     add('--flip_augment', action='store_true', help='Also embed the mirrored image.')
     add('--crop_augment', choices=['center', 'avgpool', 'five'], default=None,
         help='`center`: the centre crop of the pre-crop-sized image; `five`: centre and four '
@@ -50,11 +64,28 @@ def build_parser():
     add('--aggregator', choices=sorted(AGGREGATORS), default=None,
         help='How to combine the views; required exactly when there is more than one.')
     add('--quiet', action='store_true', help='Print less.')
-    return parser
 
 
 def resolve_args(args):
     """Complete the flags from the experiment's args.json and check they fit together."""
+    trained = experiment_args(args)
+    args.image_root = args.image_root or trained.get('image_root')
+    check_views(args, trained)
+    if args.filename is None:
+        args.filename = os.path.splitext(os.path.basename(args.dataset))[0] + '_embeddings.h5'
+    args.filename = os.path.join(args.experiment_root, args.filename)
+    if not args.overwrite:
+        common.refuse_overwrite(args.filename)
+    return args
+
+
+def experiment_args(args):
+    """Copy the network and input sizes of the experiment's args.json onto `args`.
+
+    Returns all of args.json, checked against train.py's flags (it may be edited by hand).
+    """
+    if not os.path.isdir(args.experiment_root):
+        raise InputError(f'{args.experiment_root}: no such experiment directory')
     args_file = os.path.join(args.experiment_root, 'args.json')
     trained = common.load_args_json(args_file)
     common.check_stored_args(train.build_parser(), trained, args_file)
@@ -63,7 +94,11 @@ def resolve_args(args):
         if key not in trained:
             raise InputError(f'{args_file}: {key!r} is missing')
         setattr(args, key, trained[key])
-    args.image_root = args.image_root or trained.get('image_root')
+    return trained
+
+
+def check_views(args, trained):
+    """Warn when cropping differs from training; require an aggregator exactly for >1 view."""
     if bool(trained.get('crop_augment')) != (args.crop_augment is not None):
         print('Warning: crop augmentation differs between training and embedding.',
               file=sys.stderr)
@@ -74,12 +109,26 @@ def resolve_args(args):
     if len(views) == 1 and args.aggregator is not None:
         raise InputError('--aggregator needs several views per image (--flip_augment or '
                          '--crop_augment five)')
-    if args.filename is None:
-        args.filename = os.path.splitext(os.path.basename(args.dataset))[0] + '_embeddings.h5'
-    args.filename = os.path.join(args.experiment_root, args.filename)
-    if not args.overwrite:
-        common.refuse_overwrite(args.filename)
-    return args
+
+
+def load_model(args):
+    """The model of args.json with the weights of `args.checkpoint` (default: the newest).
+
+    Returns the model and the checkpoint's path prefix.
+    """
+    if args.checkpoint:
+        checkpoint = os.path.join(args.experiment_root, args.checkpoint)
+        if not os.path.isfile(checkpoint + '.index'):
+            found = ', '.join(os.path.basename(path) for _, path in
+                              sorted(complete_checkpoints(args.experiment_root).items()))
+            raise InputError(f'{checkpoint}: no such checkpoint (found: {found or "none"})')
+    else:
+        checkpoint = latest_checkpoint(args.experiment_root)
+        if checkpoint is None:
+            raise InputError(f'{args.experiment_root}: no checkpoint found')
+    model = build_model(args.model_name, args.head_name, args.embedding_dim)
+    restore_model(model, checkpoint)
+    return model, checkpoint
 
 
 def view_names(args):
@@ -136,15 +185,21 @@ def embed(args, model, paths):
     return result.reshape(len(paths), views, -1).transpose(1, 0, 2)
 
 
-def write_embeddings(filename, emb_aug, names, aggregator):
+def aggregate(emb_aug, aggregator):
+    """One embedding per image: the only view, or the aggregate of several."""
+    return AGGREGATORS[aggregator](emb_aug) if len(emb_aug) > 1 else emb_aug[0]
+
+
+def write_embeddings(filename, emb_aug, names, aggregator, **extra):
+    """The official layout; `extra` datasets (e.g. embed_files.py's `paths`) are added."""
     with common.atomic_path(filename) as tmp:
         with h5py.File(tmp, 'w') as f:
             if len(names) > 1:
                 f.create_dataset('emb_aug', data=emb_aug)
-                f.create_dataset('emb', data=AGGREGATORS[aggregator](emb_aug))
-            else:
-                f.create_dataset('emb', data=emb_aug[0])
+            f.create_dataset('emb', data=aggregate(emb_aug, aggregator))
             f.create_dataset('augmentation_types', data=np.asarray(names, dtype='S'))
+            for key, value in extra.items():
+                f.create_dataset(key, data=value)
 
 
 def main(argv=None):
@@ -152,14 +207,7 @@ def main(argv=None):
     dataset = csv_dataset.read_csv(args.dataset)
     csv_dataset.check_images(dataset, args.image_root or '', args.loading_threads)
     pipeline.check_decodable(dataset, args.image_root, args.loading_threads)
-    if args.checkpoint:
-        checkpoint = os.path.join(args.experiment_root, args.checkpoint)
-    else:
-        checkpoint = latest_checkpoint(args.experiment_root)
-        if checkpoint is None:
-            raise InputError(f'{args.experiment_root}: no checkpoint found')
-    model = build_model(args.model_name, args.head_name, args.embedding_dim)
-    restore_model(model, checkpoint)
+    model, checkpoint = load_model(args)
     if not args.quiet:
         print(f'Embedding {len(dataset)} images of {args.dataset} with {checkpoint}',
               file=sys.stderr)

@@ -32,8 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 if __package__ in (None, ''):  # run as `python data/build_csv.py`: make `common` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import cv2
-import numpy as np
+import PIL.Image
 
 from common import InputError, atomic_path, positive_int, refuse_overwrite, run_cli
 
@@ -126,13 +125,17 @@ def match_rows(paths, regex, what, skip_unmatched=False):
 
 
 def undecodable(root, paths, threads=8):
-    """The paths (relative to `root`) whose files OpenCV cannot decode, in order."""
+    """The paths (relative to `root`) whose files do not decode completely, in order.
+
+    Pillow, unlike OpenCV, refuses a truncated JPEG instead of returning a partial image.
+    """
     def fails(path):
         try:
-            data = np.fromfile(os.path.join(root, path), np.uint8)
-        except OSError:
+            with PIL.Image.open(os.path.join(root, path)) as image:
+                image.load()
+        except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError):
             return True
-        return data.size == 0 or cv2.imdecode(data, cv2.IMREAD_COLOR) is None
+        return False
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         failed = list(pool.map(fails, paths))

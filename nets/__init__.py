@@ -7,7 +7,7 @@ import functools
 import os
 
 from common import InputError
-from nets import keras_resnet50, lunet, mobilenet_v1, resnet_v1
+from nets import keras_resnet50, lunet, mobilenet_v1, resnet_v1, slim_checkpoint
 from nets.weights import build_with_own_loader, load_keras_weights
 
 NETS = {
@@ -23,7 +23,12 @@ BUILDS_WITH_WEIGHTS = {'resnet50'}
 
 
 def build_backbone(name, initial_checkpoint=None):
-    """The backbone `name`, with weights from the local file `initial_checkpoint` if given."""
+    """The backbone `name`, with weights from `initial_checkpoint` if given.
+
+    That is a local Keras `.h5` file, or a TF1 checkpoint (slim's ImageNet files) by its prefix.
+    """
+    if initial_checkpoint and slim_checkpoint.is_tf_checkpoint(initial_checkpoint):
+        return slim_checkpoint.load_backbone(NETS[name](), initial_checkpoint)
     if initial_checkpoint and not os.path.isfile(initial_checkpoint):
         raise InputError(f'--initial_checkpoint {initial_checkpoint}: no such file')
     if name in BUILDS_WITH_WEIGHTS:

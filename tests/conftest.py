@@ -53,3 +53,27 @@ def cuhk03_csv(tmp_path, split='train', max_ids=None):
         for name in names:
             f.write(f'{name[:4]},{name},{1 if int(name[5:7]) < 5 else 2}\n')
     return csv_path, folder
+
+
+@pytest.fixture(scope='module')
+def experiment(tmp_path_factory):
+    """A lunet experiment trained for 3 steps with crop augmentation (40x20 -> 32x16).
+
+    Returns (experiment root, training CSV, image folder, the model restored from its newest
+    checkpoint). Module-scoped: the tests of a module may add files to the experiment root.
+    """
+    import train
+    from checkpoints import latest_checkpoint, restore_model
+    from embedding_model import build_model
+    folder = tmp_path_factory.mktemp('images')
+    csv_path = write_colour_dataset(str(folder), num_ids=4, per_id=3)
+    root = str(tmp_path_factory.mktemp('exp') / 'exp')
+    train.main(['--experiment_root', root, '--train_set', csv_path, '--image_root', str(folder),
+                '--model_name', 'lunet', '--head_name', 'fc1024', '--embedding_dim', '8',
+                '--batch_p', '2', '--batch_k', '2', '--net_input_height', '32',
+                '--net_input_width', '16', '--pre_crop_height', '40', '--pre_crop_width', '20',
+                '--crop_augment', '--flip_augment', '--train_iterations', '3',
+                '--loading_threads', '2', '--seed', '3'])
+    model = build_model('lunet', 'fc1024', 8)
+    restore_model(model, latest_checkpoint(root))
+    return root, csv_path, str(folder), model

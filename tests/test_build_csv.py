@@ -194,3 +194,15 @@ def test_refuses_unreadable_image(tmp_path):
     result = run('folders', root, tmp_path / 'out.csv', '--check_images')
     assert_refused(result, '1 of 2', 'bob/broken.jpg')
     assert not os.path.exists(tmp_path / 'out.csv')
+
+
+def test_refuses_truncated_jpeg(tmp_path):
+    # A JPEG cut in half keeps a valid header; OpenCV would decode it partially without error.
+    root = tmp_path / 'people'
+    os.makedirs(root / 'ann')
+    image = np.random.default_rng(0).integers(0, 256, (64, 32, 3), dtype=np.uint8)
+    ok, data = cv2.imencode('.jpg', image)
+    (root / 'ann' / 'whole.jpg').write_bytes(data.tobytes())
+    (root / 'ann' / 'half.jpg').write_bytes(data.tobytes()[:len(data) // 2])
+    result = run('folders', root, tmp_path / 'out.csv', '--check_images')
+    assert_refused(result, '1 of 2', 'ann/half.jpg')

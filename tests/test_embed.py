@@ -10,31 +10,10 @@ import pytest
 from conftest import ROOT
 
 import embed
-import train
-from checkpoints import latest_checkpoint, restore_model
 from common import InputError
 from data import pipeline
-from embedding_model import build_model
 
 CROPS = ['center', 'top_left', 'top_right', 'bottom_left', 'bottom_right']
-
-
-@pytest.fixture(scope='module')
-def experiment(tmp_path_factory):
-    """A lunet experiment trained for 3 steps with crop augmentation (40x20 -> 32x16)."""
-    from conftest import write_colour_dataset
-    folder = tmp_path_factory.mktemp('images')
-    csv_path = write_colour_dataset(str(folder), num_ids=4, per_id=3)
-    root = str(tmp_path_factory.mktemp('exp') / 'exp')
-    train.main(['--experiment_root', root, '--train_set', csv_path, '--image_root', str(folder),
-                '--model_name', 'lunet', '--head_name', 'fc1024', '--embedding_dim', '8',
-                '--batch_p', '2', '--batch_k', '2', '--net_input_height', '32',
-                '--net_input_width', '16', '--pre_crop_height', '40', '--pre_crop_width', '20',
-                '--crop_augment', '--flip_augment', '--train_iterations', '3',
-                '--loading_threads', '2', '--seed', '3'])
-    model = build_model('lunet', 'fc1024', 8)
-    restore_model(model, latest_checkpoint(root))
-    return root, csv_path, str(folder), model
 
 
 def run_embed(experiment, filename, *flags):

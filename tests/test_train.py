@@ -138,3 +138,29 @@ def test_bad_training_inputs_are_one_line_errors(tmp_path, colour_dataset):
                         '--image_root', image_root, *TINY, check=False)
     assert missing.returncode == 2
     assert re.search(r'train.csv:15: image .*id03_2.jpg is missing', missing.stderr)
+
+
+def test_detailed_logs_and_tensorboard(tmp_path, colour_dataset):
+    import train
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    csv_path, image_root = colour_dataset
+    root = str(tmp_path / 'exp')
+    train.main(['--experiment_root', root, '--train_set', csv_path, '--image_root', image_root,
+                *TINY, '--train_iterations', '3', '--detailed_logs'])
+    names = {line.split(',')[1].strip(): line.split(',')[0] for line in open(csv_path)}
+    fid_length = max(len(name) for name in names)
+    fids = np.memmap(os.path.join(root, 'fids.dat'), f'S{fid_length}', 'r', shape=(3, 8))
+    losses = np.memmap(os.path.join(root, 'losses.dat'), np.float32, 'r', shape=(3, 8))
+    embs = np.memmap(os.path.join(root, 'embeddings.dat'), np.float32, 'r', shape=(3, 8, 16))
+    for step in range(3):
+        identities = [names[f.decode()] for f in fids[step]]
+        assert len(set(identities)) == 4  # P=4 identities, K=2 images each, in order
+        assert identities[0::2] == identities[1::2]
+        np.testing.assert_allclose(losses[step].mean(), log_rows(root)[step][1], atol=1e-3)
+        assert np.abs(embs[step]).sum() > 0
+    events = EventAccumulator(root, size_guidance={'histograms': 0, 'tensors': 0})
+    events.Reload()
+    tags = set(events.Tags()['tensors'])
+    assert {'loss', 'batch_top1', 'batch_prec_at_1', 'active_count', 'learning_rate',
+            'timings/seconds_per_iteration', 'losses', 'dists/all', 'dists/positive',
+            'dists/negative', 'embedding_lengths'} <= tags

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Export a trained experiment as a model that runs without this project.
+
+The exported model takes uint8 RGB images of any size, [batch, height, width, 3], resizes them
+to the network input size of args.json (bilinear, as embed.py without test-time augmentation,
+so the embeddings match it), preprocesses them and returns float32 embeddings [batch, D].
+
+Formats: a TensorFlow SavedModel directory, for `tf.saved_model.load` (signature
+`serving_default`: input `images`, output `embeddings`), and a `.keras` file of core Keras
+layers only, for `keras.models.load_model` (input `images`, output `embeddings`).
+"""
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import common
+
+common.quiet_tensorflow()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import embed  # noqa: E402
+from common import InputError  # noqa: E402
+
+SIGNATURE = 'serving_default'
+INPUT_NAME, OUTPUT_NAME = 'images', 'embeddings'
+KERAS_SUFFIX = '.keras'
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    embed.add_experiment_flags(parser)
+    add = parser.add_argument
+    add('--output', required=True,
+        help='Where to write: the SavedModel directory, or the Keras file (ending in .keras); '
+             'with --format both, the SavedModel directory, and the Keras file is '
+             '<output>.keras.')
+    add('--format', choices=['savedmodel', 'keras', 'both'], default=None,
+        help='What to write (default: keras if --output ends in .keras, else savedmodel).')
+    add('--overwrite', action='store_true', help='Replace existing outputs.')
+    return parser
+
+
+def output_paths(output, format_):
+    """{format: path} to write, from --output and --format (see their help)."""
+    output = os.path.normpath(output)
+    is_keras = output.endswith(KERAS_SUFFIX)
+    format_ = format_ or ('keras' if is_keras else 'savedmodel')
+    if format_ == 'keras' and not is_keras:
+        raise InputError(f'--output {output}: a Keras file must end in {KERAS_SUFFIX}')
+    if format_ != 'keras' and is_keras:
+        raise InputError(f'--output {output}: with --format {format_}, --output names the '
+                         f'SavedModel directory, without {KERAS_SUFFIX}')
+    paths = {'savedmodel': output, 'keras': output + KERAS_SUFFIX} if format_ == 'both' else {
+        format_: output}
+    for path in paths.values():
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise InputError(f'--output {output}: no such directory {folder}')
+    return paths
+
+
+def portable_model(model, size):
+    """uint8 images of any size to embeddings, with the resizing inside; core layers only."""
+    images = keras.Input((None, None, 3), dtype='uint8', name=INPUT_NAME)
+    # Only a cast: Resizing would round a uint8 input's result back to uint8.
+    floats = keras.layers.Rescaling(1.0, name='to_float32')(images)
+    # Resizing's call defaults to training=True, which Keras would pass on to the batch norms
+    # after it when the model is called without `training` (batch statistics, and updated
+    # moving averages). An explicit False keeps a plain call in inference mode; a caller's
+    # own `training` still takes precedence.
+    resized = keras.layers.Resizing(*size, interpolation='bilinear', name='resize')(
+        floats, training=False)
+    embeddings = keras.layers.Identity(name=OUTPUT_NAME)(model(resized))
+    return keras.Model(images, embeddings, name=f'{model.name}_uint8')
+
+
+def write_saved_model(portable, path):
+    """A SavedModel whose `serving_default` signature takes uint8 images of any size."""
+    archive = keras.export.ExportArchive()
+    archive.add_endpoint(
+        SIGNATURE, lambda images: {OUTPUT_NAME: portable(images, training=False)},
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)])
+    archive.write_out(path, verbose=False)
+
+
+WRITERS = {'savedmodel': write_saved_model, 'keras': keras.Model.save}
+
+
+def write_atomically(path, write):
+    """`write(tmp)` beside `path`, then rename: an interrupted export leaves no partial model.
+
+    Works for directories (a SavedModel) too: an output being replaced is first moved into the
+    staging folder, which is then deleted with it.
+    """
+    staging = tempfile.mkdtemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp',
+                               dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        tmp = os.path.join(staging, os.path.basename(path))
+        write(tmp)
+        if os.path.lexists(path):
+            os.replace(path, os.path.join(staging, 'replaced'))
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(staging)
+
+
+def size_mb(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path) / 1e6
+    return sum(os.path.getsize(os.path.join(folder, name))
+               for folder, _, names in os.walk(path) for name in names) / 1e6
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    paths = output_paths(args.output, args.format)
+    if not args.overwrite:
+        for path in paths.values():
+            common.refuse_overwrite(path)
+    embed.experiment_args(args)
+    model, checkpoint = embed.load_model(args)
+    size = (args.net_input_height, args.net_input_width)
+    portable = portable_model(model, size)
+    for format_, path in paths.items():
+        began = time.time()
+        write_atomically(path, lambda tmp: WRITERS[format_](portable, tmp))
+        print(f'Exported {checkpoint} ({args.model_name} + {args.head_name}, input '
+              f'{size[0]}x{size[1]}, {args.embedding_dim}-D) to {path}: {format_}, '
+              f'{size_mb(path):.1f} MB, {time.time() - began:.1f} s', file=sys.stderr)
+
+
+if __name__ == '__main__':
+    common.run_cli(main)
