@@ -84,6 +84,7 @@ def margin_value(arg):
 
 
 def readable_directory(arg):
+    """An existing, readable folder (checked now, so never applied to stored args.json paths)."""
     if not os.path.isdir(arg):
         raise argparse.ArgumentTypeError(f'{arg!r} is not a directory')
     if not os.access(arg, os.R_OK | os.X_OK):
@@ -97,6 +98,9 @@ def readable_file(arg):
     if not os.access(arg, os.R_OK):
         raise argparse.ArgumentTypeError(f'{arg!r} is not readable')
     return arg
+
+
+FILESYSTEM_TYPES = (readable_directory, readable_file)
 
 
 # Safe output: every result is written under a temporary name, then renamed.
@@ -134,6 +138,16 @@ def refuse_overwrite(path, flag='--overwrite'):
         raise InputError(f'{path} exists already; pass {flag} to replace it')
 
 
+def check_output(path, overwrite, flag='--overwrite'):
+    """Fail before any work if `path` cannot be written: no folder for it, or it exists and
+    `overwrite` is off."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise InputError(f'{path}: no such directory {folder}')
+    if not overwrite:
+        refuse_overwrite(path, flag)
+
+
 def init_logging(log_file=None, level=logging.INFO):
     """Log to stderr and, if given, append to `log_file` (as the official `train.log`)."""
     handlers = [logging.StreamHandler(sys.stderr)]
@@ -167,8 +181,8 @@ def check_stored_args(parser, stored, path):
         action = actions.get(key)
         if action is None:
             raise InputError(f'{path}: unknown key {key!r}')
-        if value is None:
-            continue
+        if value is None or action.type in FILESYSTEM_TYPES:
+            continue  # a moved experiment or dataset is not an invalid args.json
         try:
             if action.nargs == 0:
                 if not isinstance(value, bool):

@@ -74,8 +74,7 @@ def resolve_args(args):
     if args.filename is None:
         args.filename = os.path.splitext(os.path.basename(args.dataset))[0] + '_embeddings.h5'
     args.filename = os.path.join(args.experiment_root, args.filename)
-    if not args.overwrite:
-        common.refuse_overwrite(args.filename)
+    common.check_output(args.filename, args.overwrite)
     return args
 
 

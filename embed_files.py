@@ -13,7 +13,6 @@ the ten views of the official script).
 """
 import argparse
 import csv
-import os
 import sys
 
 import common
@@ -52,7 +51,7 @@ def read_list(name):
         else:
             with open(name, 'rb') as f:
                 data = f.read()
-        text = data.decode('utf-8')
+        text = data.decode('utf-8-sig')  # a byte order mark is no part of a path
     except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
         raise InputError(f'{where}: {error.strerror}') from None
     except UnicodeDecodeError as error:
@@ -67,13 +66,10 @@ def read_list(name):
 
 
 def check_output(args):
+    """Refuse an output that cannot be written now, before embedding every image."""
     if args.output == STDIO:
         return
-    folder = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(folder):
-        raise InputError(f'--output {args.output}: no such directory {folder}')
-    if not args.overwrite:
-        common.refuse_overwrite(args.output)
+    common.check_output(args.output, args.overwrite)
 
 
 def write_csv(output, paths, emb):
@@ -109,6 +105,9 @@ def main(argv=None):
                                paths=np.char.encode(images.fids, 'utf-8'))
     else:
         write_csv(args.output, images.fids, embed.aggregate(emb_aug, args.aggregator))
+    if not args.quiet and args.output != STDIO:
+        print(f'Wrote {args.output}: {len(images)} x {args.embedding_dim}, views: '
+              f'{", ".join(names)}', file=sys.stderr)
 
 
 if __name__ == '__main__':

@@ -236,10 +236,7 @@ def _prepare_outputs(args):
         except OSError as error:
             raise InputError(f'--picture_dir {args.picture_dir}: {error.strerror}') from None
     for path in _output_paths(args):
-        if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise InputError(f'{path}: its directory does not exist')
-        if not args.overwrite:
-            common.refuse_overwrite(path)
+        common.check_output(path, args.overwrite)
 
 
 def _save_pictures(args, result, query_embs, gallery_embs, query, gallery, excluder):

@@ -58,10 +58,6 @@ def output_paths(output, format_):
                          f'SavedModel directory, without {KERAS_SUFFIX}')
     paths = {'savedmodel': output, 'keras': output + KERAS_SUFFIX} if format_ == 'both' else {
         format_: output}
-    for path in paths.values():
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise InputError(f'--output {output}: no such directory {folder}')
     return paths
 
 
@@ -81,7 +77,11 @@ def portable_model(model, size):
 
 
 def write_saved_model(portable, path):
-    """A SavedModel whose `serving_default` signature takes uint8 images of any size."""
+    """A SavedModel whose `serving_default` signature takes uint8 images of any size.
+
+    The endpoint carries the variables it uses; `archive.track(portable)` would store each of
+    them a second time and double the file.
+    """
     archive = keras.export.ExportArchive()
     archive.add_endpoint(
         SIGNATURE, lambda images: {OUTPUT_NAME: portable(images, training=False)},
@@ -111,6 +111,7 @@ def write_atomically(path, write):
 
 
 def size_mb(path):
+    """Megabytes of a file or of a directory tree, for the report."""
     if os.path.isfile(path):
         return os.path.getsize(path) / 1e6
     return sum(os.path.getsize(os.path.join(folder, name))
@@ -120,9 +121,8 @@ def size_mb(path):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     paths = output_paths(args.output, args.format)
-    if not args.overwrite:
-        for path in paths.values():
-            common.refuse_overwrite(path)
+    for path in paths.values():
+        common.check_output(path, args.overwrite)
     embed.experiment_args(args)
     model, checkpoint = embed.load_model(args)
     size = (args.net_input_height, args.net_input_width)

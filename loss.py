@@ -1,7 +1,8 @@
 """Pairwise distances and the batch-hard triplet loss family, with the in-batch monitoring values.
 
-A loss takes the pairwise distance matrix of a batch and the identity of each row and returns one
-loss value per anchor (the mean is what is minimised). New losses register in `LOSSES`.
+A loss takes the pairwise distance matrix of a batch, the identity of each row, the margin and a
+stateless seed (for the losses that sample), and returns one value per anchor whose mean is what
+is minimised. New losses register in `LOSSES`.
 """
 import tensorflow as tf
 
@@ -40,7 +41,7 @@ def apply_margin(diff, margin):
     return tf.maximum(diff + float(margin), 0.0)
 
 
-def batch_hard(dists, pids, margin):
+def batch_hard(dists, pids, margin, seed=None):
     """The hardest positive and hardest negative of each anchor (Hermans et al. 2017, eq. 5).
 
     An anchor whose identity has a single image in the batch has no positive; its hardest
@@ -54,8 +55,68 @@ def batch_hard(dists, pids, margin):
     return apply_margin(furthest_positive - closest_negative, margin)
 
 
+def _per_anchor_mean(values, mask):
+    """Mean of `values` over the `mask`ed entries of each anchor (row); 0 where none."""
+    axes = list(range(1, len(values.shape)))
+    count = tf.reduce_sum(tf.cast(mask, values.dtype), axis=axes)
+    total = tf.reduce_sum(tf.where(mask, values, tf.zeros_like(values)), axis=axes)
+    return total / tf.maximum(count, 1.0)
+
+
+def _all_triplets(dists, pids, margin):
+    """Loss of every triplet [anchor, positive, negative] and which of them are valid."""
+    positive, negative = identity_masks(pids)
+    losses = apply_margin(tf.expand_dims(dists, 2) - tf.expand_dims(dists, 1), margin)
+    valid = tf.logical_and(tf.expand_dims(positive, 2), tf.expand_dims(negative, 1))
+    return losses, valid
+
+
+def batch_all(dists, pids, margin, seed=None):
+    """Every valid triplet (Hermans et al. 2017, eq. 4): each anchor's mean triplet loss.
+
+    In a PK batch every anchor has the same number of triplets, so the mean over anchors is
+    the mean over all triplets of the batch.
+    """
+    losses, valid = _all_triplets(dists, pids, margin)
+    return _per_anchor_mean(losses, valid)
+
+
+def batch_all_nonzero(dists, pids, margin, seed=None):
+    """`batch_all` averaged over the triplets with a non-zero loss only (the `BA!=0` variant).
+
+    Returned per anchor, scaled so that their mean is (sum of all triplet losses) / (number of
+    non-zero ones): easy triplets no longer dilute the gradient of the hard ones.
+    """
+    losses, valid = _all_triplets(dists, pids, margin)
+    active = tf.logical_and(valid, losses > 1e-5)
+    total = tf.reduce_sum(tf.where(active, losses, tf.zeros_like(losses)), axis=[1, 2])
+    anchors = tf.cast(tf.shape(dists)[0], dists.dtype)
+    return total * anchors / tf.maximum(tf.reduce_sum(tf.cast(active, dists.dtype)), 1.0)
+
+
+def batch_sample(dists, pids, margin, seed):
+    """One sampled triplet per anchor: a positive drawn with probability proportional to
+    exp(distance), a negative with probability proportional to exp(-distance).
+
+    `seed` (a stateless seed, shape [2]) makes the draw a function of the training step.
+    """
+    positive, negative = identity_masks(pids)
+    has_positive = tf.reduce_any(positive, axis=1, keepdims=True)
+    pos_logits = tf.where(positive, dists, float('-inf'))
+    pos_logits = tf.where(has_positive, pos_logits, tf.zeros_like(dists))  # avoid all -inf
+    neg_logits = tf.where(negative, -dists, float('-inf'))
+    pos_seed, neg_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    pos = tf.random.stateless_categorical(tf.stop_gradient(pos_logits), 1, pos_seed)[:, 0]
+    neg = tf.random.stateless_categorical(tf.stop_gradient(neg_logits), 1, neg_seed)[:, 0]
+    d_ap = tf.where(has_positive[:, 0], tf.gather(dists, pos, batch_dims=1), 0.0)
+    return apply_margin(d_ap - tf.gather(dists, neg, batch_dims=1), margin)
+
+
 LOSSES = {
     'batch_hard': batch_hard,
+    'batch_all': batch_all,
+    'batch_all_nonzero': batch_all_nonzero,
+    'batch_sample': batch_sample,
 }
 
 

@@ -24,3 +24,31 @@ class PaperDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {'initial': self.initial, 'decay_start': self.decay_start, 'total': self.total}
+
+
+@keras.saving.register_keras_serializable(package='triplet_reid')
+class LinearWarmUp(keras.optimizers.schedules.LearningRateSchedule):
+    """`schedule` times a linear ramp over the first `steps` steps: (t + 1) / `steps`, then 1.
+
+    Full-size first updates of a fresh network can throw every embedding onto one point (the
+    collapse of `health.py`); a ramp lets the batch statistics and the embedding settle first.
+    The first step already moves (1/`steps` of the rate), step `steps` - 1 on uses the full
+    rate. Like `schedule`, it is a function of the optimizer's step counter, which checkpoints
+    keep, so a resumed run continues the ramp where it stopped.
+    """
+
+    def __init__(self, schedule, steps):
+        self.schedule = schedule
+        self.steps = int(steps)
+
+    def __call__(self, step):
+        ramp = ops.minimum((ops.cast(step, 'float32') + 1.0) / self.steps, 1.0)
+        return self.schedule(step) * ramp
+
+    def get_config(self):
+        return {'schedule': keras.optimizers.schedules.serialize(self.schedule),
+                'steps': self.steps}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.optimizers.schedules.deserialize(config['schedule']), config['steps'])

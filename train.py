@@ -22,7 +22,7 @@ from embedding_model import build_model  # noqa: E402
 from heads import HEADS  # noqa: E402
 from loss import LOSSES, METRICS, cdist, monitoring  # noqa: E402
 from nets import NETS  # noqa: E402
-from schedules import PaperDecay  # noqa: E402
+from schedules import LinearWarmUp, PaperDecay  # noqa: E402
 from train_logs import TrainingLogs  # noqa: E402
 
 LOG = logging.getLogger('train')
@@ -71,6 +71,16 @@ def build_parser():
         help='Store each step\'s embeddings, losses and file names in memory-mapped arrays.')
     add('--seed', default=None, type=common.nonnegative_int,
         help='Seed of the weights and of every batch; drawn at random (and recorded) if absent.')
+    add('--warmup_iterations', default=0, type=common.nonnegative_int,
+        help='Raise the learning rate linearly from 1/N of its value to it over the first N '
+             'steps; 0 (the default) starts at the full rate, as the official.')
+    add('--curriculum_steps', default=0, type=common.nonnegative_int,
+        help='Grow P and K from --curriculum_start_p/k to --batch_p/k over the first N steps, '
+             f'in {pipeline.Curriculum.STAGES} stages; 0 (the default) uses them from the start.')
+    add('--curriculum_start_p', default=2, type=common.positive_int,
+        help='Identities per batch at the start of the curriculum.')
+    add('--curriculum_start_k', default=2, type=common.positive_int,
+        help='Images per identity at the start of the curriculum.')
     return parser
 
 
@@ -95,12 +105,7 @@ def resolve_args(parser, argv=None):
     if os.path.isdir(args.experiment_root) and os.listdir(args.experiment_root):
         raise InputError(f'--experiment_root {args.experiment_root} is not empty; add --resume '
                          f'to continue that experiment, or choose a new folder')
-    if not args.train_set:
-        raise InputError('--train_set is required (unless resuming)')
-    if args.crop_augment and (args.pre_crop_height < args.net_input_height
-                              or args.pre_crop_width < args.net_input_width):
-        raise InputError('--crop_augment needs --pre_crop_height/width at least '
-                         '--net_input_height/width')
+    check_flags(args, common.explicit_flags(parser, argv))
     if args.seed is None:
         args.seed = random.randrange(2 ** 31)
     try:
@@ -110,6 +115,27 @@ def resolve_args(parser, argv=None):
         raise InputError(f'--experiment_root {args.experiment_root}: cannot write '
                          f'({error.strerror})') from None
     return args
+
+
+def check_flags(args, given):
+    """Refuse flag combinations that cannot work, each with a one-line error."""
+    if not args.train_set:
+        raise InputError('--train_set is required (unless resuming)')
+    if args.crop_augment and (args.pre_crop_height < args.net_input_height
+                              or args.pre_crop_width < args.net_input_width):
+        raise InputError('--crop_augment needs --pre_crop_height/width at least '
+                         '--net_input_height/width')
+    for flag in ('warmup_iterations', 'curriculum_steps'):
+        if getattr(args, flag) >= args.train_iterations:
+            raise InputError(f'--{flag} {getattr(args, flag)} must be less than '
+                             f'--train_iterations {args.train_iterations}')
+    for size in ('p', 'k'):
+        start, final = getattr(args, f'curriculum_start_{size}'), getattr(args, f'batch_{size}')
+        if not args.curriculum_steps and f'curriculum_start_{size}' in given:
+            raise InputError(f'--curriculum_start_{size} needs --curriculum_steps')
+        if start > final:
+            raise InputError(f'--curriculum_start_{size} {start} is larger than '
+                             f'--batch_{size} {final}')
 
 
 def load_training_set(args):
@@ -124,10 +150,15 @@ def load_training_set(args):
 
 
 def make_train_step(model, optimizer, args):
-    """One optimisation step as a `tf.function`: returns the values the logs need."""
+    """One optimisation step as a `tf.function`: returns the values the logs need.
+
+    Batch sizes change during a curriculum: `reduce_retracing` lets the second size trace a
+    step for any size instead of one per size. K, for the precision at K-1, is that of the batch
+    (batches are P identities of K images each).
+    """
     loss_fn = LOSSES[args.loss]
 
-    @tf.function
+    @tf.function(reduce_retracing=True)
     def step(images, labels):
         with tf.GradientTape() as tape:
             embeddings = model(images, training=True)
@@ -136,15 +167,19 @@ def make_train_step(model, optimizer, args):
             loss_mean = tf.reduce_mean(losses)
         grads = tape.gradient(loss_mean, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return dict(monitoring(dists, labels, args.batch_k - 1), losses=losses,
+        batch_k = tf.size(labels) // tf.size(tf.unique(labels).y)
+        return dict(monitoring(dists, labels, batch_k - 1), losses=losses,
                     embeddings=embeddings, dists=dists,
                     active=tf.reduce_sum(tf.cast(losses > 1e-5, tf.float32)))
     return step
 
 
 def make_optimizer(args):
-    """Adam with TF1's defaults (epsilon 1e-8) and the paper's learning-rate schedule."""
+    """Adam with TF1's defaults (epsilon 1e-8) and the paper's learning-rate schedule, after
+    the `--warmup_iterations` ramp if any."""
     schedule = PaperDecay(args.learning_rate, args.decay_start_iteration, args.train_iterations)
+    if args.warmup_iterations:
+        schedule = LinearWarmUp(schedule, args.warmup_iterations)
     return keras.optimizers.Adam(schedule, epsilon=1e-8)
 
 
@@ -168,9 +203,11 @@ def train(args):
                  args.train_iterations)
         return
 
-    batches = pipeline.train_dataset(dataset, args.image_root, args, labels, start_step=start)
+    curriculum = pipeline.Curriculum(args.batch_p, args.batch_k, args.curriculum_steps,
+                                     args.curriculum_start_p, args.curriculum_start_k)
+    batches = pipeline.train_dataset(dataset, args.image_root, args, labels, start, curriculum)
     train_step = make_train_step(model, optimizer, args)
-    logs = TrainingLogs(args, start, max(len(f.encode()) for f in dataset.fids))
+    logs = TrainingLogs(args, start, max(len(f.encode()) for f in dataset.fids), curriculum)
     step = start
     with common.Uninterrupt(log=LOG) as stop:
         for step, (images, batch_labels, fids) in zip(

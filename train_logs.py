@@ -1,4 +1,5 @@
-"""What training reports each step: the console/log line, TensorBoard, and `--detailed_logs`."""
+"""What training reports each step: the console/log line, TensorBoard, `--detailed_logs`, and
+warnings about the training's health."""
 import logging
 import os
 import time
@@ -6,6 +7,10 @@ from datetime import timedelta
 
 import numpy as np
 import tensorflow as tf
+
+import health
+from heads import HEADS
+from loss import LOSSES
 
 LOG = logging.getLogger('train')
 
@@ -20,12 +25,19 @@ class TrainingLogs:
     """Console line and `train.log`, TensorBoard summaries, and the optional detailed arrays.
 
     `--detailed_logs` writes, as the official code, `embeddings.dat`, `losses.dat` and
-    `fids.dat` in the experiment root: [train_iterations, P*K(, D)] arrays, row = step - 1.
+    `fids.dat` in the experiment root: [train_iterations, P*K(, D)] arrays, row = step - 1; the
+    smaller batches of a curriculum fill the start of their row, the rest is NaN (no file name).
+    A `health.HealthMonitor` watches every step: a collapse or stall is a WARNING with advice
+    when it starts, an INFO line when it ends, a marker on the console line while it lasts.
     """
 
-    def __init__(self, args, start_step, fid_length):
+    def __init__(self, args, start_step, fid_length, curriculum):
         self.args = args
         self.start_step = start_step
+        self.curriculum = curriculum
+        self.sizes = None  # (P, K) of the last batch
+        self.health = health.HealthMonitor(args.margin)
+        self.remedies = health.remedies(args, HEADS, LOSSES)
         self.started = time.time()
         self.writer = tf.summary.create_file_writer(args.experiment_root)
         self.detailed = None
@@ -44,16 +56,33 @@ class TrainingLogs:
         losses = values['losses']
         done = step - self.start_step
         eta = (time.time() - self.started) / done * (self.args.train_iterations - step)
+        sizes = self.curriculum.sizes(step - 1)
+        if sizes != self.sizes:
+            self.sizes = sizes
+            LOG.info('Batches of P=%d identities of K=%d images from step %d on', *sizes, step)
+        self._check_health(step, values)
+        markers = ''.join(f' [{marker}]' for marker in self.health.markers())
         LOG.info('iter:%6d, loss min|avg|max: %.3f|%.3f|%6.3f, batch-p@%d: %.2f%%, '
-                 'ETA: %s (%.2fs/it)', step, losses.min(), losses.mean(), losses.max(),
-                 self.args.batch_k - 1, 100 * values['prec_at_k'],
-                 timedelta(seconds=int(eta)), seconds)
+                 'ETA: %s (%.2fs/it)%s', step, losses.min(), losses.mean(), losses.max(),
+                 sizes[1] - 1, 100 * values['prec_at_k'], timedelta(seconds=int(eta)), seconds,
+                 markers)
         self._summaries(step, values, learning_rate, seconds)
         if self.detailed is not None:
-            row = step - 1
-            self.detailed['embeddings'][row] = values['embeddings']
-            self.detailed['losses'][row] = losses
-            self.detailed['fids'][row] = fids
+            for name, value in (('embeddings', values['embeddings']), ('losses', losses),
+                                ('fids', fids)):
+                self._store(name, step - 1, value)
+
+    def _store(self, name, row, value):
+        """Row `row` of a detailed array: `value`, then NaN (or no file name) where the batch of
+        a curriculum stage is smaller than the final one."""
+        array = self.detailed[name]
+        array[row, len(value):] = b'' if array.dtype.kind == 'S' else np.nan
+        array[row, :len(value)] = value
+
+    def _check_health(self, step, values):
+        for event in self.health.update(step, values['losses'], values['embeddings']):
+            (LOG.warning if event.started else LOG.info)(
+                self.health.describe(event, self.remedies))
 
     def _summaries(self, step, values, learning_rate, seconds):
         with self.writer.as_default(step=step):
@@ -62,6 +91,9 @@ class TrainingLogs:
             tf.summary.scalar(f'batch_prec_at_{self.args.batch_k - 1}', values['prec_at_k'])
             tf.summary.scalar('active_count', values['active'])
             tf.summary.scalar('learning_rate', learning_rate)
+            tf.summary.scalar('health/distance_spread', self.health.values['spread'])
+            tf.summary.scalar('health/collapsed', int(self.health.collapse.active))
+            tf.summary.scalar('health/stalled', int(self.health.stall.active))
             tf.summary.scalar('timings/seconds_per_iteration', seconds)
             tf.summary.histogram('losses', values['losses'])
             tf.summary.histogram('dists/all', values['dists'])

@@ -1,8 +1,9 @@
 """The `tf.data` input pipelines: PK batches for training, plain image batches for embedding.
 
 Training batches are a pure function of (seed, step): which identities, which of their images,
-and every flip and crop come from stateless random ops keyed by the step. Resuming at step s
-therefore continues the exact sequence of batches without storing any pipeline state.
+and every flip and crop come from stateless random ops keyed by the step, and with a curriculum
+also the batch size. Resuming at step s therefore continues the exact sequence of batches
+without storing any pipeline state.
 """
 import os
 
@@ -107,21 +108,58 @@ class PKSampler:
                          base[1] + tf.range(self.p * self.k, dtype=tf.int64)], axis=1)
 
 
-def train_dataset(dataset, image_root, args, labels, start_step=0):
+class Curriculum:
+    """Batch sizes by step: P and K grow from (`start_p`, `start_k`) to (`batch_p`, `batch_k`).
+
+    The official maintainers' advice for a loss stuck at its collapse value is to start with
+    small P and K (down to P=2, K=2) and grow them. Over the first `steps` steps the sizes rise
+    linearly in `STAGES` equal stages (a few distinct batch shapes, so the training step is
+    traced only a few times); from step `steps` on they are the configured ones. `steps` = 0 is
+    no curriculum. Sizes are a function of the step alone, so a resumed run continues the
+    schedule exactly.
+    """
+    STAGES = 4
+
+    def __init__(self, batch_p, batch_k, steps=0, start_p=None, start_k=None):
+        self.stages = [(0, batch_p, batch_k)]  # (first step, P, K), in order
+        if steps:
+            self.stages = []
+            for i in range(self.STAGES + 1):
+                stage = (i * steps // self.STAGES,
+                         start_p + (batch_p - start_p) * i // self.STAGES,
+                         start_k + (batch_k - start_k) * i // self.STAGES)
+                # A stage starting where the previous one does (`steps` < STAGES), or of the
+                # same sizes, adds nothing.
+                previous = self.stages[-1] if self.stages else None
+                if previous is None or (stage[0] > previous[0] and stage[1:] != previous[1:]):
+                    self.stages.append(stage)
+
+    def sizes(self, step):
+        """(P, K) of batch `step` (0-based: the batch of training step `step` + 1)."""
+        return next((p, k) for first, p, k in reversed(self.stages) if first <= step)
+
+    def spans(self, start_step=0):
+        """(first step, end step or None for endless, P, K) of the stages from `start_step` on."""
+        ends = [first for first, _, _ in self.stages[1:]] + [None]
+        return [(max(first, start_step), end, p, k)
+                for (first, p, k), end in zip(self.stages, ends)
+                if end is None or end > start_step]
+
+
+def train_dataset(dataset, image_root, args, labels, start_step=0, curriculum=None):
     """Endless PK batches `(images, labels, fids)` from step `start_step` on.
 
     `args` holds the official flags: batch_p, batch_k, seed, net_input_{height,width},
-    pre_crop_{height,width}, flip_augment, crop_augment, loading_threads.
+    pre_crop_{height,width}, flip_augment, crop_augment, loading_threads. With a `Curriculum`,
+    each of its stages draws from a sampler of its own P and K, stages joined end to end; batch
+    s is then still a function of (seed, s) alone, and from the end of the curriculum on it is
+    exactly the batch s of a run without one.
     """
-    sampler = PKSampler(labels, args.batch_p, args.batch_k, args.seed)
+    curriculum = curriculum or Curriculum(args.batch_p, args.batch_k)
     paths = tf.constant(image_paths(dataset.fids, image_root))
     fids = tf.constant(dataset.fids)
     net_size = (args.net_input_height, args.net_input_width)
     load_size = (args.pre_crop_height, args.pre_crop_width) if args.crop_augment else net_size
-
-    def plan(step):
-        files, batch_labels = sampler.batch(step)
-        return files, batch_labels, sampler.augment_seeds(step)
 
     def load(file, label, seed):
         image = load_image(paths[file], load_size)
@@ -132,9 +170,24 @@ def train_dataset(dataset, image_root, args, labels, start_step=0):
             image = tf.image.stateless_random_crop(image, net_size + (3,), crop_seed)
         return image, label, fids[file]
 
-    batches = tf.data.Dataset.counter(start_step).map(plan).unbatch()
-    batches = batches.map(load, num_parallel_calls=args.loading_threads)
-    return batches.batch(args.batch_p * args.batch_k).prefetch(tf.data.AUTOTUNE)
+    def stage(first, end, p, k):
+        sampler = PKSampler(labels, p, k, args.seed)
+
+        def plan(step):
+            files, batch_labels = sampler.batch(step)
+            return files, batch_labels, sampler.augment_seeds(step)
+
+        steps = tf.data.Dataset.counter(first)
+        if end is not None:
+            steps = steps.take(end - first)
+        images = steps.map(plan).unbatch().map(load, num_parallel_calls=args.loading_threads)
+        return images.batch(p * k)
+
+    stages = [stage(*span) for span in curriculum.spans(start_step)]
+    batches = stages[0]
+    for following in stages[1:]:
+        batches = batches.concatenate(following)
+    return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def image_dataset(paths, size, threads, batch_size):

@@ -29,7 +29,6 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 
 import evaluate  # noqa: E402
 import train  # noqa: E402
-from common import InputError  # noqa: E402
 from data.csv_dataset import Dataset  # noqa: E402
 from data.pipeline import PKSampler  # noqa: E402
 from excluders.diagonal import DiagonalExcluder  # noqa: E402
@@ -137,10 +136,7 @@ def save_scatter(embeddings, labels, title, path):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
-        raise InputError(f'--output {args.output}: its directory does not exist')
-    if not args.overwrite:
-        common.refuse_overwrite(args.output)
+    common.check_output(args.output, args.overwrite)
     args.decay_start_iteration = args.train_iterations // 2
     (x_train, y_train), (x_test, y_test) = load_split(args.seed)
     sampler = PKSampler(y_train, args.batch_p, args.batch_k, args.seed)  # checks --batch_p

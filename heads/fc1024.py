@@ -3,7 +3,6 @@
 Dense 1024 without bias, batch norm (momentum 0.9, epsilon 1e-5), ReLU, then a linear
 embedding layer with orthogonal initialisation, as slim's fully_connected with batch norm.
 """
-import keras
 from keras import layers
 
 

@@ -35,7 +35,7 @@ def is_tf_checkpoint(path):
 
 
 def slim_name(layer, variable, scope='', renames=None):
-    """The checkpoint name of `variable` of `layer`; `renames` maps our first name part to slim's."""
+    """The checkpoint name of `variable` of `layer`; `renames`: our first name part -> slim's."""
     if isinstance(layer, keras.layers.DepthwiseConv2D) and variable.name == 'kernel':
         role = 'depthwise_weights'
     else:
@@ -89,7 +89,7 @@ def load_variables(path, named, context):
         check_variables(reader.get_variable_to_shape_map(), named, context)
         for variable, name in named:
             variable.assign(reader.get_tensor(name))
-    except (tf.errors.OpError, ValueError) as error:
+    except tf.errors.OpError as error:
         raise InputError(f'{path}: not a readable TensorFlow checkpoint '
                          f'({_first_line(error)})') from None
 

@@ -13,6 +13,7 @@ tf-slim 1.1 run on today's TensorFlow: TensorFlow's legacy `layers.normalization
 """
 import importlib
 import sys
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -115,15 +116,17 @@ def save_reference(path, build, images, seed=0, v1=False, optimizer=False):
     rng = np.random.default_rng(seed)
     with tf.Graph().as_default(), tf1.Session() as sess:
         inputs = tf1.placeholder(tf.float32, (None,) + images.shape[1:])
-        outputs = build(inputs)
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', '`layer.apply` is deprecated')  # tf-slim's
+            outputs = build(inputs)
         if optimizer:
             tf1.train.AdamOptimizer().minimize(tf.reduce_mean(outputs),
                                                tf1.train.get_or_create_global_step())
         sess.run(tf1.global_variables_initializer())
         for variable in tf1.global_variables():
             if variable.dtype.base_dtype == tf.float32:
-                variable.load(random_value(variable.op.name, variable.shape.as_list(), rng),
-                              sess)
+                value = random_value(variable.op.name, variable.shape.as_list(), rng)
+                sess.run(variable.initializer, {variable.initial_value: value})
         tf1.train.Saver(write_version=tf1.train.SaverDef.V1 if v1 else tf1.train.SaverDef.V2
                         ).save(sess, path, write_meta_graph=False, write_state=False)
         return sess.run(outputs, {inputs: images})

@@ -5,8 +5,6 @@ files slim's README links (`resnet_v1_50.ckpt` in TF1's one-file format, MobileN
 prefix). On images of even size, slim's explicit padding of strided convolutions differs from
 'SAME', so agreement also shows that we pad and stride as slim does.
 """
-import time
-
 import pytest
 
 import slim_reference as ref
@@ -37,9 +35,7 @@ def test_resnet_v1_50_reproduces_slim(tmp_path):
     images = ref.random_images(3, 64, 32, ref.RGB_MEAN, 8)
     expected = ref.save_reference(path, lambda x: ref.resnet(x, num_classes=1000), images,
                                   v1=True)
-    began = time.time()
     backbone = build_backbone('resnet_v1_50', path)
-    print(f'built and loaded resnet_v1_50 in {time.time() - began:.1f} s')
     assert ref.relative_difference(backbone(images), expected) < TOLERANCE
 
 
@@ -85,7 +81,7 @@ def shrink(name):
     (None, 'resnet_v1_101', r'no variable resnet_v1_101/conv1/weights .*scopes: resnet_v1_50'),
     (None, 'mobilenet_v1_1_224', 'no variable MobilenetV1/Conv2d_0/weights'),
     (None, 'lunet', 'backbone lunet has no TF-slim counterpart'),
-])
+], ids=['missing', 'misshapen', 'other depth', 'other network', 'no slim layout'])
 def test_a_checkpoint_that_does_not_fit_is_refused(small_resnet_file, small_resnets, tmp_path,
                                                    change, model, message):
     path = small_resnet_file[0]
