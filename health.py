@@ -1,4 +1,4 @@
-"""Training health: notice a collapsed or stalled triplet training while it runs, and say what helps.
+"""Training health: notice a collapsed or stalled training while it runs, and say what helps.
 
 The most common failure of batch-hard training (official tracker #30, #54, #91) is a loss stuck
 at its collapse value: every embedding on one point, so that positives and negatives are equally
@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+# `kind` 'collapse' or 'stall'; `started` True when it starts at `step`, False when it ends there;
+# `since` the step it started at; `values` the step's loss and spread.
 Event = collections.namedtuple('Event', 'kind started step since values')
 
 
@@ -47,7 +49,7 @@ class Episode:
     def __init__(self, patience):
         self.patience = patience
         self.active = False
-        self.since = None  # the step it started at, while active
+        self.since = None  # the step the latest episode started at
         self._count = 0
 
     def update(self, step, starting, ending):
@@ -58,7 +60,8 @@ class Episode:
             return False
         self._count = 0
         self.active = not self.active
-        self.since = step if self.active else None
+        if self.active:
+            self.since = step
         return True
 
 
@@ -91,27 +94,27 @@ class HealthMonitor:
         """Feed one step's per-anchor losses and embeddings; return the `Event`s at this step."""
         loss = float(np.mean(losses))
         self.window.append(loss)
+        self.values = {'loss': loss, 'spread': spread(embeddings)}
         off = abs(loss - self.collapse_value)
-        values = {'loss': loss, 'spread': spread(embeddings)}
-        events = []
-        since = self.collapse.since
-        if self.collapse.update(step,
-                                starting=(values['spread'] < self.min_spread
-                                          and off < self.tolerance),
-                                ending=(values['spread'] > 2 * self.min_spread
-                                        or off > 2 * self.tolerance)):
-            events.append(Event('collapse', self.collapse.active, step, since, values))
-        since = self.stall.since
+        events = self._update('collapse', step,
+                              starting=self.values['spread'] < self.min_spread
+                              and off < self.tolerance,
+                              ending=self.values['spread'] > 2 * self.min_spread
+                              or off > 2 * self.tolerance)
         improvement, level = self._window_trend()
-        if self.stall.update(step,
-                             starting=(not self.collapse.active
-                                       and improvement < self.min_improvement
-                                       and level > -self.tolerance),
-                             ending=(improvement > 2 * self.min_improvement
-                                     or level < -2 * self.tolerance)):
-            events.append(Event('stall', self.stall.active, step, since, values))
-        self.values = values
-        return events
+        return events + self._update('stall', step,
+                                     starting=not self.collapse.active
+                                     and improvement < self.min_improvement
+                                     and level > -self.tolerance,
+                                     ending=improvement > 2 * self.min_improvement
+                                     or level < -2 * self.tolerance)
+
+    def _update(self, kind, step, starting, ending):
+        """Feed the episode `kind` (`collapse` or `stall`); [its Event] if it starts or ends."""
+        episode = getattr(self, kind)
+        if not episode.update(step, starting, ending):
+            return []
+        return [Event(kind, episode.active, step, episode.since, self.values)]
 
     def _window_trend(self):
         """(improvement from the first to the second half of the window, level of the second

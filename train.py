@@ -44,8 +44,10 @@ def build_parser():
     add('--head_name', default='fc1024', choices=sorted(HEADS))
     add('--embedding_dim', default=128, type=common.positive_int)
     add('--initial_checkpoint', default=None,
-        help='Backbone weights to start from: a Keras `.weights.h5` file saved from the same '
-             'backbone (or, for `resnet50`, Keras Applications\' ImageNet file).')
+        help='Backbone weights to start from (a local file, never downloaded): a TF-slim '
+             'ImageNet checkpoint (e.g. resnet_v1_50.ckpt) for the slim-layout backbones, a '
+             'Keras `.weights.h5` file saved from the same backbone, or for `resnet50` Keras '
+             'Applications\' ImageNet file.')
     add('--batch_p', default=32, type=common.positive_int, help='Identities per batch (P).')
     add('--batch_k', default=4, type=common.positive_int, help='Images per identity (K).')
     add('--net_input_height', default=256, type=common.positive_int)
@@ -154,16 +156,19 @@ def make_train_step(model, optimizer, args):
 
     Batch sizes change during a curriculum: `reduce_retracing` lets the second size trace a
     step for any size instead of one per size. K, for the precision at K-1, is that of the batch
-    (batches are P identities of K images each).
+    (batches are P identities of K images each). Losses that sample get a stateless seed of
+    (--seed, step), so a resumed run draws what an uninterrupted one would.
     """
     loss_fn = LOSSES[args.loss]
 
     @tf.function(reduce_retracing=True)
     def step(images, labels):
+        seed = tf.stack([tf.constant(args.seed, tf.int64),
+                         tf.cast(optimizer.iterations, tf.int64)])
         with tf.GradientTape() as tape:
             embeddings = model(images, training=True)
             dists = cdist(embeddings, embeddings, args.metric)
-            losses = loss_fn(dists, labels, args.margin)
+            losses = loss_fn(dists, labels, args.margin, seed)
             loss_mean = tf.reduce_mean(losses)
         grads = tape.gradient(loss_mean, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
@@ -174,12 +179,12 @@ def make_train_step(model, optimizer, args):
     return step
 
 
-def make_optimizer(args):
-    """Adam with TF1's defaults (epsilon 1e-8) and the paper's learning-rate schedule, after
-    the `--warmup_iterations` ramp if any."""
+def make_optimizer(args, warmup_iterations=0):
+    """Adam with TF1's defaults (epsilon 1e-8) and the paper's learning-rate schedule, after a
+    linear warm-up over `warmup_iterations` steps if any."""
     schedule = PaperDecay(args.learning_rate, args.decay_start_iteration, args.train_iterations)
-    if args.warmup_iterations:
-        schedule = LinearWarmUp(schedule, args.warmup_iterations)
+    if warmup_iterations:
+        schedule = LinearWarmUp(schedule, warmup_iterations)
     return keras.optimizers.Adam(schedule, epsilon=1e-8)
 
 
@@ -188,7 +193,7 @@ def train(args):
     dataset, labels = load_training_set(args)
     model = build_model(args.model_name, args.head_name, args.embedding_dim,
                         None if args.resume else args.initial_checkpoint)
-    optimizer = make_optimizer(args)
+    optimizer = make_optimizer(args, args.warmup_iterations)
     optimizer.build(model.trainable_variables)
     checkpoints = TrainingCheckpoints(args.experiment_root, model, optimizer,
                                       args.keep_checkpoints)

@@ -21,6 +21,15 @@ def open_memmap(path, dtype, shape):
     return np.memmap(path, dtype=dtype, mode=mode, shape=shape)
 
 
+def read_scalars(experiment_root, *tags):
+    """{tag: {step: value}} of scalars that training wrote for TensorBoard, to test or plot."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(experiment_root, size_guidance={'tensors': 0})
+    events.Reload()
+    return {tag: {event.step: float(tf.make_ndarray(event.tensor_proto))
+                  for event in events.Tensors(tag)} for tag in tags}
+
+
 class TrainingLogs:
     """Console line and `train.log`, TensorBoard summaries, and the optional detailed arrays.
 

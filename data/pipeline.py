@@ -121,18 +121,19 @@ class Curriculum:
     STAGES = 4
 
     def __init__(self, batch_p, batch_k, steps=0, start_p=None, start_k=None):
-        self.stages = [(0, batch_p, batch_k)]  # (first step, P, K), in order
-        if steps:
-            self.stages = []
-            for i in range(self.STAGES + 1):
-                stage = (i * steps // self.STAGES,
-                         start_p + (batch_p - start_p) * i // self.STAGES,
-                         start_k + (batch_k - start_k) * i // self.STAGES)
-                # A stage starting where the previous one does (`steps` < STAGES), or of the
-                # same sizes, adds nothing.
-                previous = self.stages[-1] if self.stages else None
-                if previous is None or (stage[0] > previous[0] and stage[1:] != previous[1:]):
-                    self.stages.append(stage)
+        if not steps:
+            self.stages = [(0, batch_p, batch_k)]  # (first step, P, K), in order
+            return
+        self.stages = [(0, start_p, start_k)]
+        for i in range(1, self.STAGES + 1):
+            stage = (i * steps // self.STAGES,
+                     start_p + (batch_p - start_p) * i // self.STAGES,
+                     start_k + (batch_k - start_k) * i // self.STAGES)
+            # A stage starting where the previous one does (`steps` < STAGES), or of the same
+            # sizes, adds nothing.
+            previous = self.stages[-1]
+            if stage[0] > previous[0] and stage[1:] != previous[1:]:
+                self.stages.append(stage)
 
     def sizes(self, step):
         """(P, K) of batch `step` (0-based: the batch of training step `step` + 1)."""
@@ -183,15 +184,10 @@ def train_dataset(dataset, image_root, args, labels, start_step=0, curriculum=No
         images = steps.map(plan).unbatch().map(load, num_parallel_calls=args.loading_threads)
         return images.batch(p * k)
 
-    stages = [stage(*span) for span in curriculum.spans(start_step)]
+    # Stages are made last (largest) first, so that a --batch_p too large for the training set
+    # is reported as given, not as the P of some stage.
+    stages = [stage(*span) for span in curriculum.spans(start_step)[::-1]][::-1]
     batches = stages[0]
     for following in stages[1:]:
         batches = batches.concatenate(following)
     return batches.prefetch(tf.data.AUTOTUNE)
-
-
-def image_dataset(paths, size, threads, batch_size):
-    """Images of `paths` in order, resized to `size`, in batches: the input of `embed.py`."""
-    images = tf.data.Dataset.from_tensor_slices(paths)
-    images = images.map(lambda path: load_image(path, size), num_parallel_calls=threads)
-    return images.batch(batch_size).prefetch(tf.data.AUTOTUNE)
