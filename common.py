@@ -83,6 +83,17 @@ def margin_value(arg):
     return value
 
 
+def probability(arg):
+    """A number in [0, 1]."""
+    try:
+        value = float(arg)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{arg!r} is not a number') from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f'{arg!r} is not between 0 and 1')
+    return value
+
+
 def readable_directory(arg):
     """An existing, readable folder (checked now, so never applied to stored args.json paths)."""
     if not os.path.isdir(arg):

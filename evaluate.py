@@ -6,6 +6,7 @@ queries at a time, excluded gallery entries removed, queries without a valid mat
 Other scripts call `evaluate_embeddings` directly.
 """
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -15,6 +16,7 @@ import numpy as np
 import common
 import excluders
 import metrics
+import reranking
 from common import InputError
 from data.csv_dataset import read_csv
 from excluders.base import encode
@@ -31,6 +33,11 @@ queries). Gallery entries are ranked by distance, ties in gallery order (a stabl
 The default AP is scikit-learn's (tied distances count as one threshold); --use_market_ap
 takes the Market-1501 script's trapezoid rule. mINP is the mean inverse negative penalty
 (Ye et al. 2020): true matches / rank of the hardest true match.
+
+Re-ranking is off by default (the official protocol): --query_expansion N first replaces each
+query by the mean of itself and its N nearest valid gallery embeddings; --rerank then ranks by
+k-reciprocal re-ranking (Zhong et al. 2017) of the joint query + gallery set, with the paper's
+k1, k2 and lambda (original distance: the metric's, squared for euclidean, as the reference code).
 
 Excluders: market1501 and duke read identity and camera from the file names
 (0002_c1s1_000451_03.jpg, 0005_c2_f0046985.jpg) and ignore the query identity's gallery
@@ -79,6 +86,23 @@ def build_parser():
         '--use_market_ap', action='store_true',
         help='Compute the AP exactly as the Market-1501 evaluation script does (trapezoid '
              'rule) rather than as scikit-learn does, which gives slightly different scores.')
+    parser.add_argument(
+        '--query_expansion', default=0, type=common.nonnegative_int, metavar='N',
+        help='Average query expansion over the N nearest valid gallery entries (default: '
+             '%(default)s, off).')
+    parser.add_argument('--rerank', action='store_true',
+                        help='k-reciprocal re-ranking of the distances (see below).')
+    defaults = reranking.RerankOptions()
+    parser.add_argument('--rerank_k1', default=defaults.k1, type=int, metavar='K1',
+                        help='With --rerank: size of the k-reciprocal neighbourhoods '
+                             '(default: %(default)s).')
+    parser.add_argument('--rerank_k2', default=defaults.k2, type=int, metavar='K2',
+                        help='With --rerank: neighbours of the local query expansion '
+                             '(default: %(default)s).')
+    parser.add_argument('--rerank_lambda', default=defaults.lambda_value, type=float,
+                        metavar='LAMBDA',
+                        help='With --rerank: weight of the original distance against the '
+                             'Jaccard distance, in [0, 1] (default: %(default)s).')
     parser.add_argument('--picture_dir', metavar='DIR',
                         help=f'Write {CMC_PICTURE} (and {RANKED_LIST_PICTURE} with '
                              '--image_root) into this directory.')
@@ -119,20 +143,24 @@ def load_embeddings(path, dataset):
 
 
 def evaluate_embeddings(query_embs, gallery_embs, query, gallery, excluder, metric,
-                        batch_size=256, ap_rule='sklearn', progress=None):
+                        batch_size=256, ap_rule='sklearn', progress=None, rerank=None,
+                        query_expansion=0):
     """Evaluate query embeddings against gallery embeddings; return the result dict.
 
     `query` and `gallery` are the CSV Datasets (rows in embedding order), `excluder` comes
     from `excluders.create(name, gallery)`, `ap_rule` is `sklearn` or `market`. `progress`,
-    if given, is called as progress(done, total) after each batch. Keys: mAP, CMC (top-k
+    if given, is called as progress(done, total) after each batch. `rerank` (RerankOptions or
+    None) and `query_expansion` (N, 0 for none) re-rank as `_batches` says. Keys: mAP, CMC (top-k
     accuracy for k = 1..gallery size), mINP; aps, inps and first_ranks (1-based rank of the
     first true match), one per evaluated query in query order; skipped_queries (file names),
-    num_queries, num_evaluated_queries, metric, ap_rule.
+    num_queries, num_evaluated_queries, metric, ap_rule, rerank (k1, k2, lambda_value or
+    None), query_expansion.
     Raises InputError if no query has a valid match.
     """
     parts = []
     for rows, distances, matches, excluded in _batches(
-            query_embs, gallery_embs, query, gallery, excluder, metric, batch_size):
+            query_embs, gallery_embs, query, gallery, excluder, metric, batch_size,
+            rerank=rerank, query_expansion=query_expansion):
         parts.append(metrics.score_queries(distances, matches, excluded, ap_rule))
         if progress is not None:
             progress(rows.stop, len(query))
@@ -153,12 +181,15 @@ def evaluate_embeddings(query_embs, gallery_embs, query, gallery, excluder, metr
         'num_evaluated_queries': int(evaluated.sum()),
         'metric': metric,
         'ap_rule': ap_rule,
+        'rerank': None if rerank is None else dataclasses.asdict(rerank),
+        'query_expansion': query_expansion,
     }
 
 
 def ranked_lists(query_embs, gallery_embs, query, gallery, excluder, metric, rows, length=10,
-                 batch_size=256):
-    """The `length` nearest valid gallery entries of the queries `rows`, in stable order.
+                 batch_size=256, rerank=None, query_expansion=0):
+    """The `length` nearest valid gallery entries of the queries `rows`, in stable order
+    (after re-ranking as `evaluate_embeddings` does).
 
     Returns (gallery indices [len(rows), length], -1 where the gallery has fewer valid
     entries; whether each is a true match).
@@ -166,7 +197,8 @@ def ranked_lists(query_embs, gallery_embs, query, gallery, excluder, metric, row
     ranked = np.full((len(rows), length), -1)
     is_match = np.zeros((len(rows), length), dtype=bool)
     for part, distances, matches, excluded in _batches(
-            query_embs, gallery_embs, query, gallery, excluder, metric, batch_size, rows):
+            query_embs, gallery_embs, query, gallery, excluder, metric, batch_size, rows,
+            rerank, query_expansion):
         order = np.argsort(np.where(excluded, np.inf, distances), axis=1, kind='stable')
         order = order[:, :length]
         valid = ~np.take_along_axis(excluded, order, axis=1)
@@ -176,11 +208,13 @@ def ranked_lists(query_embs, gallery_embs, query, gallery, excluder, metric, row
 
 
 def _batches(query_embs, gallery_embs, query, gallery, excluder, metric, batch_size,
-             rows=None):
+             rows=None, rerank=None, query_expansion=0):
     """Yield (slice of `rows`, distances, identity matches, excluded) per batch of queries.
 
     Identities are compared as integer codes; a query identity absent from the gallery gets
     -1 and matches nothing. All query file names are parsed before the first batch.
+    With `query_expansion`, every query is expanded first, since re-ranking needs them all;
+    with `rerank`, the distances are the re-ranked ones.
     """
     rows = np.arange(len(query)) if rows is None else np.asarray(rows)
     distances = metrics.Distances(gallery_embs, metric)
@@ -188,11 +222,31 @@ def _batches(query_embs, gallery_embs, query, gallery, excluder, metric, batch_s
     gallery_pids = encode(gallery.pids, vocabulary)
     query_pids = encode(query.pids, vocabulary)
     query_keys = excluder.keys(query)
+    if query_expansion:
+        query_embs = _expanded_queries(query_embs, gallery_embs, distances, excluder,
+                                       query_keys, query_expansion, batch_size)
+    if rerank is not None:
+        reranker = reranking.KReciprocal(query_embs, gallery_embs, metric, rerank)
     for start in range(0, len(rows), batch_size):
         part = slice(start, min(start + batch_size, len(rows)))
         batch = rows[part]
-        yield (part, distances(query_embs[batch]), query_pids[batch, None] == gallery_pids,
+        batch_distances = distances(query_embs[batch])
+        if rerank is not None:
+            batch_distances = reranker(batch, batch_distances)
+        yield (part, batch_distances, query_pids[batch, None] == gallery_pids,
                excluder(query_keys[batch]))
+
+
+def _expanded_queries(query_embs, gallery_embs, distances, excluder, query_keys, n,
+                      batch_size):
+    """All query embeddings after average query expansion over `n` gallery neighbours."""
+    expanded = np.empty_like(query_embs, dtype=np.float64)
+    for start in range(0, len(query_embs), batch_size):
+        batch = slice(start, start + batch_size)
+        expanded[batch] = reranking.average_query_expansion(
+            query_embs[batch], gallery_embs, distances(query_embs[batch]),
+            excluder(query_keys[batch]), n)
+    return expanded
 
 
 def summary(result):
@@ -251,13 +305,26 @@ def _save_pictures(args, result, query_embs, gallery_embs, query, gallery, exclu
         rows = np.sort(np.random.default_rng(args.picture_seed).choice(
             len(query), size=count, replace=False))
     ranked, is_match = ranked_lists(query_embs, gallery_embs, query, gallery, excluder,
-                                    args.metric, rows)
+                                    args.metric, rows, rerank=_rerank_options(args),
+                                    query_expansion=args.query_expansion)
     pictures.save_ranked_lists(args.image_root, query.fids[rows], gallery.fids, ranked,
                                is_match, os.path.join(args.picture_dir, RANKED_LIST_PICTURE))
 
 
+def _rerank_options(args):
+    """The RerankOptions of --rerank (checked: a bad value is a one-line error), or None."""
+    if not args.rerank:
+        return None
+    return reranking.RerankOptions(args.rerank_k1, args.rerank_k2, args.rerank_lambda)
+
+
 def main():
-    args = build_parser().parse_args()
+    parser = build_parser()
+    args = parser.parse_args()
+    given = common.explicit_flags(parser) & {'rerank_k1', 'rerank_k2', 'rerank_lambda'}
+    if given and not args.rerank:
+        raise InputError(f'--{min(given)} applies with --rerank only')
+    rerank = _rerank_options(args)
     _prepare_outputs(args)
     query = read_csv(args.query_dataset)
     gallery = read_csv(args.gallery_dataset)
@@ -271,7 +338,7 @@ def main():
     result = evaluate_embeddings(
         query_embs, gallery_embs, query, gallery, excluder, args.metric, args.batch_size,
         'market' if args.use_market_ap else 'sklearn',
-        _progress if sys.stderr.isatty() else None)
+        _progress if sys.stderr.isatty() else None, rerank, args.query_expansion)
     result['excluder'] = args.excluder
     _warn_skipped(result)
     print(f'{result["num_evaluated_queries"]} of {result["num_queries"]} queries evaluated, '

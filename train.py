@@ -69,6 +69,15 @@ def build_parser():
         help='Keep only the newest this many checkpoints; 0 keeps all (as the official).')
     add('--flip_augment', action='store_true')
     add('--crop_augment', action='store_true')
+    add('--random_erasing_prob', default=0.0, type=common.probability,
+        help='Random Erasing: the chance that a training image gets a rectangle of noise '
+             '(0: off, as the official; 0.5 in the Bag-of-Tricks baseline).')
+    add('--random_erasing_area_min', default=0.02, type=common.probability,
+        help='Smallest share of the image a Random Erasing rectangle covers.')
+    add('--random_erasing_area_max', default=0.4, type=common.probability,
+        help='Largest share of the image a Random Erasing rectangle covers.')
+    add('--random_erasing_aspect_min', default=0.3, type=common.probability,
+        help='Random Erasing aspect ratios lie in [this, 1/this], log-uniformly.')
     add('--detailed_logs', action='store_true',
         help='Store each step\'s embeddings, losses and file names in memory-mapped arrays.')
     add('--seed', default=None, type=common.nonnegative_int,
@@ -131,6 +140,11 @@ def check_flags(args, given):
         if getattr(args, flag) >= args.train_iterations:
             raise InputError(f'--{flag} {getattr(args, flag)} must be less than '
                              f'--train_iterations {args.train_iterations}')
+    if not 0 < args.random_erasing_area_min <= args.random_erasing_area_max:
+        raise InputError('--random_erasing_area_min must be above 0 and at most '
+                         '--random_erasing_area_max')
+    if not args.random_erasing_aspect_min:
+        raise InputError('--random_erasing_aspect_min must be above 0')
     for size in ('p', 'k'):
         start, final = getattr(args, f'curriculum_start_{size}'), getattr(args, f'batch_{size}')
         if not args.curriculum_steps and f'curriculum_start_{size}' in given:

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from common import InputError
+from data.augment import random_erasing
 
 # Stream names for `tf.random.experimental.stateless_fold_in`, so random draws never collide.
 _PERMUTE, _SAMPLE, _AUGMENT = 1, 2, 3
@@ -151,7 +152,8 @@ def train_dataset(dataset, image_root, args, labels, start_step=0, curriculum=No
     """Endless PK batches `(images, labels, fids)` from step `start_step` on.
 
     `args` holds the official flags: batch_p, batch_k, seed, net_input_{height,width},
-    pre_crop_{height,width}, flip_augment, crop_augment, loading_threads. With a `Curriculum`,
+    pre_crop_{height,width}, flip_augment, crop_augment, random_erasing_{prob,area_min,area_max,
+    aspect_min}, loading_threads. With a `Curriculum`,
     each of its stages draws from a sampler of its own P and K, stages joined end to end; batch
     s is then still a function of (seed, s) alone, and from the end of the curriculum on it is
     exactly the batch s of a run without one.
@@ -169,6 +171,12 @@ def train_dataset(dataset, image_root, args, labels, start_step=0, curriculum=No
         if args.crop_augment:
             crop_seed = tf.random.experimental.stateless_fold_in(seed, 1)
             image = tf.image.stateless_random_crop(image, net_size + (3,), crop_seed)
+        if args.random_erasing_prob:
+            image = random_erasing(
+                image, tf.random.experimental.stateless_fold_in(seed, 2),
+                args.random_erasing_prob,
+                (args.random_erasing_area_min, args.random_erasing_area_max),
+                args.random_erasing_aspect_min)
         return image, label, fids[file]
 
     def stage(first, end, p, k):

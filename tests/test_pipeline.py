@@ -82,7 +82,9 @@ def test_too_few_identities_is_an_input_error():
 def _args(**kwargs):
     defaults = dict(batch_p=2, batch_k=2, seed=0, net_input_height=32, net_input_width=16,
                     pre_crop_height=40, pre_crop_width=20, flip_augment=False,
-                    crop_augment=False, loading_threads=2)
+                    crop_augment=False, loading_threads=2, random_erasing_prob=0.0,
+                    random_erasing_area_min=0.02, random_erasing_area_max=0.4,
+                    random_erasing_aspect_min=0.3)
     return argparse.Namespace(**{**defaults, **kwargs})
 
 
