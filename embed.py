@@ -93,6 +93,7 @@ def experiment_args(args):
         if key not in trained:
             raise InputError(f'{args_file}: {key!r} is missing')
         setattr(args, key, trained[key])
+    args.last_stride = trained.get('last_stride', 2)  # absent from older experiments
     return trained
 
 
@@ -125,7 +126,8 @@ def load_model(args):
         checkpoint = latest_checkpoint(args.experiment_root)
         if checkpoint is None:
             raise InputError(f'{args.experiment_root}: no checkpoint found')
-    model = build_model(args.model_name, args.head_name, args.embedding_dim)
+    model = build_model(args.model_name, args.head_name, args.embedding_dim,
+                        last_stride=args.last_stride)
     restore_model(model, checkpoint)
     return model, checkpoint
 

@@ -21,7 +21,7 @@ from data import csv_dataset, pipeline  # noqa: E402
 from embedding_model import build_model  # noqa: E402
 from heads import HEADS  # noqa: E402
 from loss import LOSSES, METRICS, cdist, monitoring  # noqa: E402
-from nets import NETS  # noqa: E402
+from nets import NETS, check_last_stride  # noqa: E402
 from schedules import LinearWarmUp, PaperDecay  # noqa: E402
 from train_logs import TrainingLogs  # noqa: E402
 
@@ -43,6 +43,9 @@ def build_parser():
     add('--model_name', default='resnet_v1_50', choices=sorted(NETS))
     add('--head_name', default='fc1024', choices=sorted(HEADS))
     add('--embedding_dim', default=128, type=common.positive_int)
+    add('--last_stride', default=2, type=int, choices=[1, 2],
+        help='1 removes the last downsampling of resnet_v1_* (output stride 16, as the '
+             'Bag-of-Tricks baseline); 2, the default, is the official network.')
     add('--initial_checkpoint', default=None,
         help='Backbone weights to start from (a local file, never downloaded): a TF-slim '
              'ImageNet checkpoint (e.g. resnet_v1_50.ckpt) for the slim-layout backbones, a '
@@ -130,6 +133,7 @@ def resolve_args(parser, argv=None):
 
 def check_flags(args, given):
     """Refuse flag combinations that cannot work, each with a one-line error."""
+    check_last_stride(args.model_name, args.last_stride)
     if not args.train_set:
         raise InputError('--train_set is required (unless resuming)')
     if args.crop_augment and (args.pre_crop_height < args.net_input_height
@@ -206,7 +210,7 @@ def train(args):
     keras.utils.set_random_seed(args.seed)
     dataset, labels = load_training_set(args)
     model = build_model(args.model_name, args.head_name, args.embedding_dim,
-                        None if args.resume else args.initial_checkpoint)
+                        None if args.resume else args.initial_checkpoint, args.last_stride)
     optimizer = make_optimizer(args, args.warmup_iterations)
     optimizer.build(model.trainable_variables)
     checkpoints = TrainingCheckpoints(args.experiment_root, model, optimizer,

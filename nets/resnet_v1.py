@@ -12,7 +12,7 @@ from nets.layers import preprocess
 # The ImageNet RGB means the official code subtracts.
 RGB_MEAN = (123.68, 116.78, 103.94)
 BLOCK_UNITS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
-BLOCK_STRIDES = (2, 2, 2, 1)
+BLOCK_STRIDES = (2, 2, 2, 1)  # the third is the "last stride" (before block4)
 BATCH_NORM = dict(momentum=0.997, epsilon=1e-5)
 
 
@@ -43,13 +43,18 @@ def bottleneck(x, depth, stride, name):
     return layers.ReLU(name=name + '.relu')(layers.Add(name=name + '.add')([shortcut, residual]))
 
 
-def build(depth):
-    """The backbone: raw RGB images in [0, 255] of any size to the 2048-D global average pool."""
+def build(depth, last_stride=2):
+    """The backbone: raw RGB images in [0, 255] of any size to the 2048-D global average pool.
+
+    `last_stride` 1 keeps block4 at block3's resolution (output stride 16 instead of 32), as
+    the Bag-of-Tricks baseline does; the weights are the same, so ImageNet checkpoints fit.
+    """
+    strides = BLOCK_STRIDES[:2] + (last_stride,) + BLOCK_STRIDES[3:]
     images = keras.Input((None, None, 3), name='images')
     x = preprocess(images, mean=RGB_MEAN)
     x = conv_bn(x, 64, 7, 2, 'conv1')
     x = layers.MaxPooling2D(3, 2, padding='same', name='pool1')(x)
-    for b, (units, stride) in enumerate(zip(BLOCK_UNITS[depth], BLOCK_STRIDES), start=1):
+    for b, (units, stride) in enumerate(zip(BLOCK_UNITS[depth], strides), start=1):
         for u in range(1, units + 1):
             x = bottleneck(x, 256 * 2 ** (b - 1), stride if u == units else 1,
                            f'block{b}.unit_{u}')

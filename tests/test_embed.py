@@ -10,8 +10,11 @@ import pytest
 from conftest import ROOT
 
 import embed
+import train
+from checkpoints import latest_checkpoint, restore_model
 from common import InputError
 from data import pipeline
+from embedding_model import build_model
 
 CROPS = ['center', 'top_left', 'top_right', 'bottom_left', 'bottom_right']
 
@@ -116,3 +119,25 @@ def test_checkpoint_of_another_architecture_is_refused(experiment, tmp_path):
     json.dump(stored, open(args_file, 'w'))
     with pytest.raises(InputError, match='does not fit the model of args.json'):
         embed.main(['--experiment_root', root, '--dataset', experiment[1], '--quiet'])
+
+
+def test_embedding_uses_the_last_stride_of_training(tmp_path, colour_dataset):
+    csv_path, folder = colour_dataset
+    root = str(tmp_path / 'exp')
+    train.main(['--experiment_root', root, '--train_set', csv_path, '--image_root', folder,
+                '--model_name', 'resnet_v1_50', '--last_stride', '1', '--embedding_dim', '8',
+                '--batch_p', '2', '--batch_k', '2', '--net_input_height', '64',
+                '--net_input_width', '32', '--train_iterations', '1', '--loading_threads', '2',
+                '--seed', '0'])
+    embed.main(['--experiment_root', root, '--dataset', csv_path, '--quiet'])
+    with h5py.File(os.path.join(root, 'train_embeddings.h5'), 'r') as f:
+        emb = f['emb'][:3]
+    names = [line.split(',')[1].strip() for line in open(csv_path)][:3]
+    images = np.stack([pipeline.load_image(os.path.join(folder, n), (64, 32)).numpy()
+                       for n in names])
+    model = build_model('resnet_v1_50', 'fc1024', 8, last_stride=1)
+    restore_model(model, latest_checkpoint(root))
+    np.testing.assert_allclose(emb, model(images, training=False).numpy(), rtol=1e-4, atol=1e-5)
+    # The network with the official stride is another graph: its checkpoint does not fit.
+    with pytest.raises(InputError, match='does not fit'):
+        restore_model(build_model('resnet_v1_50', 'fc1024', 8), latest_checkpoint(root))

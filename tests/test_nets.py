@@ -98,3 +98,14 @@ def test_keras_applications_weights_go_to_resnet50_only(tmp_path):
 def test_every_registered_net_builds():
     for name, build in NETS.items():
         assert build().output_shape[-1] > 0, name
+
+
+def test_last_stride_one_doubles_the_resolution_with_the_same_weights(tmp_path):
+    path = str(tmp_path / 'r50.weights.h5')
+    build_backbone('resnet_v1_50').save_weights(path)
+    backbone = build_backbone('resnet_v1_50', path, last_stride=1)  # the same variables fit
+    feature_map = keras.Model(backbone.input,
+                              backbone.get_layer('block4.unit_3.bottleneck_v1.relu').output)
+    assert feature_map(np.zeros((1, 256, 128, 3), np.float32)).shape == (1, 16, 8, 2048)
+    with pytest.raises(InputError, match='--last_stride 1 is for resnet_v1_101 and resnet_v1_50'):
+        build_backbone('lunet', last_stride=1)
