@@ -69,6 +69,13 @@ def positive_float(arg):
     return _number_above(arg, float, 0.0, 'a positive number')
 
 
+def nonnegative_float(arg):
+    value = _number_above(arg, float, float('-inf'), 'a number')
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f'{arg!r} is not a non-negative number')
+    return value
+
+
 def margin_value(arg):
     """`soft`, `none` or a non-negative float, as the official `--margin` takes."""
     if isinstance(arg, str) and arg.lower() in ('soft', 'none'):
@@ -199,7 +206,8 @@ def check_stored_args(parser, stored, path):
                 if not isinstance(value, bool):
                     raise argparse.ArgumentTypeError('expected true or false')
             elif action.type is not None:
-                action.type(str(value))
+                for item in value if isinstance(value, list) else [value]:
+                    action.type(str(item))
             if action.choices is not None and value not in action.choices:
                 raise argparse.ArgumentTypeError(f'not one of {", ".join(map(str, action.choices))}')
         except (argparse.ArgumentTypeError, ValueError, TypeError) as error:

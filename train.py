@@ -66,6 +66,16 @@ def build_parser():
     add('--train_iterations', default=25000, type=common.positive_int)
     add('--decay_start_iteration', default=15000, type=int,
         help='Step at which the exponential decay to 0.001x starts; -1 disables it.')
+    add('--lr_schedule', default='paper', choices=['paper', 'step', 'cosine'],
+        help='`paper` (the default): constant, then the exponential decay above; `step`: '
+             'multiplied by --lr_decay_factor at each of --lr_decay_steps; `cosine`: '
+             'cosine decay to 0 at --train_iterations.')
+    add('--lr_decay_steps', default=[], type=common.positive_int, nargs='+',
+        help='With --lr_schedule step: the rate drops after each of these numbers of steps.')
+    add('--lr_decay_factor', default=0.1, type=common.positive_float,
+        help='With --lr_schedule step: the factor of each drop.')
+    add('--weight_decay', default=0.0, type=common.nonnegative_float,
+        help='Decoupled weight decay (AdamW) of the kernels; 0, the default, as the official.')
     add('--checkpoint_frequency', default=1000, type=common.nonnegative_int,
         help='Save every this many steps; 0 saves only the first and final ones.')
     add('--keep_checkpoints', default=0, type=common.nonnegative_int,
@@ -134,6 +144,10 @@ def resolve_args(parser, argv=None):
 def check_flags(args, given):
     """Refuse flag combinations that cannot work, each with a one-line error."""
     check_last_stride(args.model_name, args.last_stride)
+    if (args.lr_schedule == 'step') != bool(args.lr_decay_steps):
+        raise InputError('--lr_decay_steps goes with --lr_schedule step, and it needs them')
+    if list(args.lr_decay_steps) != sorted(set(args.lr_decay_steps)):
+        raise InputError('--lr_decay_steps must be increasing')
     if not args.train_set:
         raise InputError('--train_set is required (unless resuming)')
     if args.crop_augment and (args.pre_crop_height < args.net_input_height
@@ -197,13 +211,31 @@ def make_train_step(model, optimizer, args):
     return step
 
 
-def make_optimizer(args, warmup_iterations=0):
-    """Adam with TF1's defaults (epsilon 1e-8) and the paper's learning-rate schedule, after a
-    linear warm-up over `warmup_iterations` steps if any."""
-    schedule = PaperDecay(args.learning_rate, args.decay_start_iteration, args.train_iterations)
+def make_schedule(args, kind='paper', decay_steps=(), decay_factor=0.1):
+    """The learning rate as a function of the step: the paper's (default), step or cosine."""
+    if kind == 'step':
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
+            [s - 1 for s in decay_steps],  # the rate drops after that many steps
+            [args.learning_rate * decay_factor ** i for i in range(len(decay_steps) + 1)])
+    if kind == 'cosine':
+        return keras.optimizers.schedules.CosineDecay(args.learning_rate, args.train_iterations)
+    return PaperDecay(args.learning_rate, args.decay_start_iteration, args.train_iterations)
+
+
+def make_optimizer(args, warmup_iterations=0, weight_decay=0.0, **schedule):
+    """Adam with TF1's defaults (epsilon 1e-8) and a learning-rate schedule (`make_schedule`),
+    after a linear warm-up over `warmup_iterations` steps if any.
+
+    `weight_decay` is decoupled (AdamW): each step shrinks every kernel by learning rate times
+    `weight_decay`; batch-norm parameters and biases are left alone.
+    """
+    rate = make_schedule(args, **schedule)
     if warmup_iterations:
-        schedule = LinearWarmUp(schedule, warmup_iterations)
-    return keras.optimizers.Adam(schedule, epsilon=1e-8)
+        rate = LinearWarmUp(rate, warmup_iterations)
+    optimizer = keras.optimizers.Adam(rate, epsilon=1e-8, weight_decay=weight_decay or None)
+    if weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=['gamma', 'beta', 'bias'])
+    return optimizer
 
 
 def train(args):
@@ -211,7 +243,9 @@ def train(args):
     dataset, labels = load_training_set(args)
     model = build_model(args.model_name, args.head_name, args.embedding_dim,
                         None if args.resume else args.initial_checkpoint, args.last_stride)
-    optimizer = make_optimizer(args, args.warmup_iterations)
+    optimizer = make_optimizer(args, args.warmup_iterations, args.weight_decay,
+                               kind=args.lr_schedule, decay_steps=args.lr_decay_steps,
+                               decay_factor=args.lr_decay_factor)
     optimizer.build(model.trainable_variables)
     checkpoints = TrainingCheckpoints(args.experiment_root, model, optimizer,
                                       args.keep_checkpoints)

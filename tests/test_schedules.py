@@ -34,3 +34,40 @@ def test_warm_up_composes_with_the_decay_and_serialises():
     again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
     assert isinstance(again, LinearWarmUp) and isinstance(again.schedule, PaperDecay)
     assert again.get_config() == schedule.get_config()
+
+
+def schedule_values(kind, steps, **options):
+    import train
+    args = train.build_parser().parse_args(['--experiment_root', 'x', '--learning_rate', '1',
+                                            '--train_iterations', '100'])
+    schedule = train.make_schedule(args, kind, **options)
+    return [float(schedule(t)) for t in steps]
+
+
+def test_step_schedule_by_hand():
+    # Optimizer step t is training step t + 1: "after 40 steps" means from t = 40 on.
+    values = schedule_values('step', [0, 39, 40, 69, 70, 99], decay_steps=[40, 70],
+                             decay_factor=0.1)
+    assert values == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_cosine_schedule_by_hand():
+    # 0.5 * (1 + cos(pi * t / 100)): 1 at 0, 0.5 at 50, (1 + cos(pi/4)) / 2 at 25, 0 at 100.
+    values = schedule_values('cosine', [0, 25, 50, 100])
+    assert values == pytest.approx([1, (1 + 2 ** -0.5) / 2, 0.5, 0], abs=1e-6)
+
+
+def test_decoupled_weight_decay_spares_batch_norm():
+    import keras
+    import numpy as np
+    import train
+    args = train.build_parser().parse_args(['--experiment_root', 'x', '--learning_rate', '0.1',
+                                            '--decay_start_iteration', '-1'])
+    optimizer = train.make_optimizer(args, weight_decay=0.5)
+    kernel = keras.Variable(np.full(3, 2.0, np.float32), name='kernel')
+    gamma = keras.Variable(np.full(3, 2.0, np.float32), name='gamma')
+    optimizer.apply_gradients([(np.zeros(3, np.float32), kernel),
+                               (np.zeros(3, np.float32), gamma)])
+    # With zero gradients Adam moves nothing; the decay takes lr * wd * value = 0.1 from 2.
+    np.testing.assert_allclose(kernel.numpy(), 1.9, rtol=1e-6)
+    np.testing.assert_allclose(gamma.numpy(), 2.0)
