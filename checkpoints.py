@@ -1,11 +1,13 @@
 """Training checkpoints in the experiment root: `checkpoint-<step>.index/.data-*`, as TF1 named them.
 
-A checkpoint holds the model, the optimizer (its step counter and Adam moments) and the step.
+A checkpoint holds the model, the optimizer (its step counter and Adam moments), the step and,
+with ID or center losses, their classifier and centers.
 The input pipeline needs no state: its batches are a function of (seed, step).
 """
 import glob
 import os
 import re
+import shutil
 
 import tensorflow as tf
 
@@ -38,6 +40,26 @@ def _data_complete(prefix):
     return len(shards) == total
 
 
+def _remove_files(directory, pattern):
+    """Remove the files (and folders) of `directory` that match the glob `pattern`, index
+    files first, so that no index outlives its data."""
+    found = glob.glob(os.path.join(glob.escape(directory), pattern))
+    for path in sorted(found, key=lambda p: not p.endswith('.index')):
+        if os.path.isfile(path):
+            os.remove(path)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _fsync(path):
+    """Flush `path` (a file, or a folder's entries) to disk, so a power cut keeps it too."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def latest_checkpoint(directory):
     """Path prefix of the newest complete checkpoint in `directory`, or None."""
     found = complete_checkpoints(directory)
@@ -45,22 +67,41 @@ def latest_checkpoint(directory):
 
 
 class TrainingCheckpoints:
-    """Save and restore (model, optimizer, step) in `directory`; keep all, or the last `keep`."""
+    """Save and restore (model, optimizer, step) in `directory`; keep all, or the last `keep`.
 
-    def __init__(self, directory, model, optimizer, keep=0):
+    `extra` names further objects to save beside them (e.g. `identity=` the classifier and
+    centers of `identity_losses.IdentityLosses`); None ones are left out.
+    """
+
+    def __init__(self, directory, model, optimizer, keep=0, **extra):
         self.directory = directory
         self.keep = keep
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=self.step)
+        extra = {name: value for name, value in extra.items() if value is not None}
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=self.step,
+                                              **extra)
 
     def save(self, step):
+        """Write checkpoint `step` so that a crash at any moment leaves no partial one.
+
+        It is written under a hidden temporary prefix, synced to disk, and renamed into place
+        data first and index last: `complete_checkpoints` sees it only once it is whole.
+        """
         self.step.assign(step)
-        self.checkpoint.write(os.path.join(self.directory, f'{PREFIX}-{step}'))
+        final = os.path.join(self.directory, f'{PREFIX}-{step}')
+        partial = os.path.join(self.directory, f'.{PREFIX}-{step}.partial')
+        _remove_files(self.directory, f'.{PREFIX}-*.partial*')  # what a crash left
+        self.checkpoint.write(partial)
+        _remove_files(self.directory, f'{PREFIX}-{step}.*')  # no old index beside new data
+        written = sorted(glob.glob(glob.escape(partial) + '.*'),
+                         key=lambda path: path.endswith('.index'))
+        for path in written:
+            _fsync(path)
+            os.replace(path, final + path[len(partial):])
+        _fsync(self.directory)
         if self.keep:
             for old in sorted(complete_checkpoints(self.directory))[:-self.keep]:
-                for path in glob.glob(glob.escape(os.path.join(self.directory,
-                                                               f'{PREFIX}-{old}')) + '.*'):
-                    os.remove(path)
+                _remove_files(self.directory, f'{PREFIX}-{old}.*')
 
     def restore_latest(self):
         """Restore the newest complete checkpoint and return its step."""

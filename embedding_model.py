@@ -1,7 +1,7 @@
 """The embedding network: a backbone from `nets/` followed by a head from `heads/`."""
 import keras
 
-from heads import HEADS
+from heads import HEADS, bnneck
 from nets import build_backbone
 
 
@@ -11,3 +11,18 @@ def build_model(model_name, head_name, embedding_dim, initial_checkpoint=None, l
     images = keras.Input((None, None, 3), name='images')
     embeddings = HEADS[head_name](backbone(images), embedding_dim)
     return keras.Model(images, embeddings, name=f'{model_name}_{head_name}')
+
+
+def training_model(model):
+    """`model` with two outputs: the feature the metric losses train, and the embedding.
+
+    They are one tensor, except after a BNNeck (`heads/bnneck.py`), where the metric losses
+    take the feature before its batch norm and the embedding (for the identity classifier and
+    for retrieval) is the one after it. The layers are shared: training this model trains
+    `model`.
+    """
+    try:
+        features = model.get_layer(bnneck.NAME).input
+    except ValueError:
+        features = model.output
+    return keras.Model(model.input, [features, model.output], name=f'{model.name}_training')

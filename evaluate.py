@@ -74,6 +74,10 @@ def build_parser():
         '--metric', required=True, choices=metrics.METRICS,
         help='Distance between embeddings (euclidean and sqeuclidean rank alike).')
     parser.add_argument(
+        '--normalize', action='store_true',
+        help='Scale every embedding to unit length first (euclidean distances then rank as '
+             'cosine ones), as the Bag-of-Tricks baseline evaluates its BNNeck features.')
+    parser.add_argument(
         '--filename', metavar='JSON',
         help='Store the results in this JSON file: mAP, CMC, mINP, aps, inps and first_ranks '
              '(one per evaluated query), skipped_queries and counts.')
@@ -335,11 +339,14 @@ def main():
         raise InputError(f'embedding sizes differ: {query_embs.shape[1]} in '
                          f'{args.query_embeddings}, {gallery_embs.shape[1]} in '
                          f'{args.gallery_embeddings}')
+    if args.normalize:
+        query_embs, gallery_embs = map(metrics.unit_rows, (query_embs, gallery_embs))
     result = evaluate_embeddings(
         query_embs, gallery_embs, query, gallery, excluder, args.metric, args.batch_size,
         'market' if args.use_market_ap else 'sklearn',
         _progress if sys.stderr.isatty() else None, rerank, args.query_expansion)
     result['excluder'] = args.excluder
+    result['normalized'] = args.normalize
     _warn_skipped(result)
     print(f'{result["num_evaluated_queries"]} of {result["num_queries"]} queries evaluated, '
           f'{len(result["skipped_queries"])} skipped (no valid gallery match); the CMC, mAP '

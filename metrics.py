@@ -65,6 +65,12 @@ class Distances:
         return total
 
 
+def unit_rows(embeddings):
+    """Each row scaled to unit euclidean length; an all-zero row stays zero."""
+    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    return embeddings / np.where(norms > 0, norms, 1.0)
+
+
 def _unique_rows(rows):
     """(the distinct rows in order of appearance, the index of each row among them), the
     index being None if all rows differ. Hashing the bytes takes a fraction of the time of

@@ -18,8 +18,9 @@ import tensorflow as tf  # noqa: E402
 from checkpoints import TrainingCheckpoints  # noqa: E402
 from common import InputError  # noqa: E402
 from data import csv_dataset, pipeline  # noqa: E402
-from embedding_model import build_model  # noqa: E402
+from embedding_model import build_model, training_model  # noqa: E402
 from heads import HEADS  # noqa: E402
+from identity_losses import IdentityLosses  # noqa: E402
 from loss import LOSSES, METRICS, cdist, monitoring  # noqa: E402
 from nets import NETS, check_last_stride  # noqa: E402
 from schedules import LinearWarmUp, PaperDecay  # noqa: E402
@@ -62,6 +63,18 @@ def build_parser():
         help='`soft` (softplus), `none`, or a float margin for the hinge.')
     add('--metric', default='euclidean', choices=METRICS)
     add('--loss', default='batch_hard', choices=sorted(LOSSES))
+    add('--id_loss_weight', default=0.0, type=common.nonnegative_float,
+        help='Weight of an identity (softmax cross-entropy) loss added to the triplet loss, '
+             'on a linear classifier over the embedding (after the BNNeck with --head_name '
+             'bnneck); 0, the default, leaves it out as the official. 1 in the Bag-of-Tricks '
+             'baseline.')
+    add('--label_smoothing', default=0.0, type=common.probability,
+        help='Label smoothing of the identity loss (0.1 in the Bag-of-Tricks baseline).')
+    add('--center_loss_weight', default=0.0, type=common.nonnegative_float,
+        help='Weight of the center loss on the triplet loss\'s feature; 0, the default, leaves '
+             'it out. 0.0005 in the Bag-of-Tricks baseline.')
+    add('--center_learning_rate', default=0.5, type=common.positive_float,
+        help='SGD learning rate of the identity centers of the center loss.')
     add('--learning_rate', default=3e-4, type=common.positive_float)
     add('--train_iterations', default=25000, type=common.positive_int)
     add('--decay_start_iteration', default=15000, type=int,
@@ -95,6 +108,10 @@ def build_parser():
         help='Store each step\'s embeddings, losses and file names in memory-mapped arrays.')
     add('--seed', default=None, type=common.nonnegative_int,
         help='Seed of the weights and of every batch; drawn at random (and recorded) if absent.')
+    add('--deterministic', action='store_true',
+        help='Make every op deterministic (tf.config.experimental.enable_op_determinism): '
+             'with the same --seed, hardware and thread counts, a run gives bit-identical '
+             'weights however often it is interrupted and resumed. Can be slower on GPUs.')
     add('--warmup_iterations', default=0, type=common.nonnegative_int,
         help='Raise the learning rate linearly from 1/N of its value to it over the first N '
              'steps; 0 (the default) starts at the full rate, as the official.')
@@ -163,6 +180,10 @@ def check_flags(args, given):
                          '--random_erasing_area_max')
     if not args.random_erasing_aspect_min:
         raise InputError('--random_erasing_aspect_min must be above 0')
+    for flag, needs in (('label_smoothing', 'id_loss_weight'),
+                        ('center_learning_rate', 'center_loss_weight')):
+        if flag in given and not getattr(args, needs):
+            raise InputError(f'--{flag} needs --{needs} above 0')
     for size in ('p', 'k'):
         start, final = getattr(args, f'curriculum_start_{size}'), getattr(args, f'batch_{size}')
         if not args.curriculum_steps and f'curriculum_start_{size}' in given:
@@ -183,32 +204,51 @@ def load_training_set(args):
     return dataset, labels
 
 
-def make_train_step(model, optimizer, args):
+def make_train_step(model, optimizer, args, identity=None):
     """One optimisation step as a `tf.function`: returns the values the logs need.
 
-    Batch sizes change during a curriculum: `reduce_retracing` lets the second size trace a
-    step for any size instead of one per size. K, for the precision at K-1, is that of the batch
+    The triplet loss trains the feature `embedding_model.training_model` gives (before a
+    BNNeck, if any); `identity` (an `IdentityLosses`) adds the ID and center losses. Batch
+    sizes change during a curriculum: `reduce_retracing` lets the second size trace a step for
+    any size instead of one per size. K, for the precision at K-1, is that of the batch
     (batches are P identities of K images each). Losses that sample get a stateless seed of
     (--seed, step), so a resumed run draws what an uninterrupted one would.
     """
     loss_fn = LOSSES[args.loss]
+    features_model = training_model(model)
+    variables = model.trainable_variables + (identity.classifier_variables if identity else [])
+    centers = [identity.centers] if identity and identity.centers is not None else []
 
     @tf.function(reduce_retracing=True)
     def step(images, labels):
         seed = tf.stack([tf.constant(args.seed, tf.int64),
                          tf.cast(optimizer.iterations, tf.int64)])
         with tf.GradientTape() as tape:
-            embeddings = model(images, training=True)
-            dists = cdist(embeddings, embeddings, args.metric)
+            features, embeddings = features_model(images, training=True)
+            dists = cdist(features, features, args.metric)
             losses = loss_fn(dists, labels, args.margin, seed)
-            loss_mean = tf.reduce_mean(losses)
-        grads = tape.gradient(loss_mean, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            total = tf.reduce_mean(losses)
+            parts = identity(features, embeddings, labels) if identity else {}
+            if parts:
+                total += identity.weighted_sum(parts)
+        grads = tape.gradient(total, variables + centers)
+        optimizer.apply_gradients(zip(grads[:len(variables)], variables))
+        if centers:
+            identity.update_centers(grads[-1])
         batch_k = tf.size(labels) // tf.size(tf.unique(labels).y)
         return dict(monitoring(dists, labels, batch_k - 1), losses=losses,
-                    embeddings=embeddings, dists=dists,
+                    embeddings=features, dists=dists, **parts,
                     active=tf.reduce_sum(tf.cast(losses > 1e-5, tf.float32)))
     return step
+
+
+def make_identity_losses(args, num_identities):
+    """The ID and center losses the flags ask for, or None (the official recipe)."""
+    if not (args.id_loss_weight or args.center_loss_weight):
+        return None
+    return IdentityLosses(num_identities, args.embedding_dim, args.id_loss_weight,
+                          args.label_smoothing, args.center_loss_weight,
+                          args.center_learning_rate)
 
 
 def make_schedule(args, kind='paper', decay_steps=(), decay_factor=0.1):
@@ -240,15 +280,19 @@ def make_optimizer(args, warmup_iterations=0, weight_decay=0.0, **schedule):
 
 def train(args):
     keras.utils.set_random_seed(args.seed)
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
     dataset, labels = load_training_set(args)
     model = build_model(args.model_name, args.head_name, args.embedding_dim,
                         None if args.resume else args.initial_checkpoint, args.last_stride)
     optimizer = make_optimizer(args, args.warmup_iterations, args.weight_decay,
                                kind=args.lr_schedule, decay_steps=args.lr_decay_steps,
                                decay_factor=args.lr_decay_factor)
-    optimizer.build(model.trainable_variables)
+    identity = make_identity_losses(args, int(labels.max()) + 1)
+    optimizer.build(model.trainable_variables
+                    + (identity.classifier_variables if identity else []))
     checkpoints = TrainingCheckpoints(args.experiment_root, model, optimizer,
-                                      args.keep_checkpoints)
+                                      args.keep_checkpoints, identity=identity)
     if args.resume:
         start = checkpoints.restore_latest()
         LOG.info('Resumed from step %d', start)
@@ -263,7 +307,7 @@ def train(args):
     curriculum = pipeline.Curriculum(args.batch_p, args.batch_k, args.curriculum_steps,
                                      args.curriculum_start_p, args.curriculum_start_k)
     batches = pipeline.train_dataset(dataset, args.image_root, args, labels, start, curriculum)
-    train_step = make_train_step(model, optimizer, args)
+    train_step = make_train_step(model, optimizer, args, identity)
     logs = TrainingLogs(args, start, max(len(f.encode()) for f in dataset.fids), curriculum)
     step = start
     with common.Uninterrupt(log=LOG) as stop:

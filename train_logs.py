@@ -13,6 +13,7 @@ from heads import HEADS
 from loss import LOSSES
 
 LOG = logging.getLogger('train')
+IDENTITY_LOSSES = ('id_loss', 'center_loss')  # logged beside the triplet loss when in use
 
 
 def open_memmap(path, dtype, shape):
@@ -71,10 +72,12 @@ class TrainingLogs:
             LOG.info('Batches of P=%d identities of K=%d images from step %d on', *sizes, step)
         self._check_health(step, values)
         markers = ''.join(f' [{marker}]' for marker in self.health.markers())
-        LOG.info('iter:%6d, loss min|avg|max: %.3f|%.3f|%6.3f, batch-p@%d: %.2f%%, '
+        extra = ''.join(f', {name.replace("_", "-")}: {values[name]:.3f}'
+                        for name in IDENTITY_LOSSES if name in values)
+        LOG.info('iter:%6d, loss min|avg|max: %.3f|%.3f|%6.3f, batch-p@%d: %.2f%%%s, '
                  'ETA: %s (%.2fs/it)%s', step, losses.min(), losses.mean(), losses.max(),
-                 sizes[1] - 1, 100 * values['prec_at_k'], timedelta(seconds=int(eta)), seconds,
-                 markers)
+                 sizes[1] - 1, 100 * values['prec_at_k'], extra, timedelta(seconds=int(eta)),
+                 seconds, markers)
         self._summaries(step, values, learning_rate, seconds)
         if self.detailed is not None:
             for name, value in (('embeddings', values['embeddings']), ('losses', losses),
@@ -96,6 +99,9 @@ class TrainingLogs:
     def _summaries(self, step, values, learning_rate, seconds):
         with self.writer.as_default(step=step):
             tf.summary.scalar('loss', values['losses'].mean())
+            for name in IDENTITY_LOSSES:
+                if name in values:
+                    tf.summary.scalar(name, values[name])
             tf.summary.scalar('batch_top1', values['top1'])
             tf.summary.scalar(f'batch_prec_at_{self.args.batch_k - 1}', values['prec_at_k'])
             tf.summary.scalar('active_count', values['active'])

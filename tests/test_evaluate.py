@@ -283,3 +283,24 @@ def test_import_does_not_load_tensorflow():
                             cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == '[]'
+
+
+def test_normalize_ranks_by_angle(tmp_path):
+    # Query (1, 0) of identity 0001. Gallery: 0001 at (10, 1), far but at 5.7 degrees; 0002 at
+    # (0.5, 0.5), near but at 45 degrees. Euclidean ranks 0002 first (AP 1/2); after scaling to
+    # unit length, 0001 is first (AP 1).
+    (tmp_path / 'q.csv').write_text('0001,query/0001_c1s1_000001_00.jpg\n')
+    (tmp_path / 'g.csv').write_text('0001,bounding_box_test/0001_c2s1_000002_00.jpg\n'
+                                    '0002,bounding_box_test/0002_c2s1_000003_00.jpg\n')
+    write_h5(tmp_path / 'q.h5', [[1, 0]])
+    write_h5(tmp_path / 'g.h5', [[10, 1], [0.5, 0.5]])
+    args = ['--excluder', 'market1501', '--metric', 'euclidean',
+            '--query_dataset', 'q.csv', '--query_embeddings', 'q.h5',
+            '--gallery_dataset', 'g.csv', '--gallery_embeddings', 'g.h5']
+    for extra, mean_ap in (([], 0.5), (['--normalize'], 1.0)):
+        out = tmp_path / f'out{len(extra)}.json'
+        result = run(args + extra + ['--filename', str(out)], tmp_path)
+        assert result.returncode == 0, result.stderr
+        saved = json.loads(out.read_text())
+        assert saved['mAP'] == pytest.approx(mean_ap)
+        assert saved['normalized'] == bool(extra)

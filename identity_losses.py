@@ -1,0 +1,62 @@
+"""The identity-side losses of the Bag-of-Tricks strong baseline, beside the triplet loss.
+
+`IdentityLosses` owns what they learn: the identity classifier (trained with the network's
+optimizer) and the identity centers (trained by their own SGD, as Wen et al. and the
+baseline do). Both are in the training checkpoint and in no exported model: retrieval needs
+only the embedding.
+"""
+import keras
+import tensorflow as tf
+
+from loss import center_loss, identity_cross_entropy
+
+
+class IdentityLosses(tf.Module):
+    """ID loss (label-smoothed cross-entropy of a linear classifier on the embedding) and
+    center loss (on the feature the triplet loss sees), each with its weight; 0 leaves it out.
+
+    The center loss's gradient is divided by its weight for the centers, so they move at
+    `center_learning_rate` whatever the weight, as in the baseline's code.
+    """
+
+    def __init__(self, num_identities, dim, id_weight=0.0, smoothing=0.0, center_weight=0.0,
+                 center_learning_rate=0.5):
+        super().__init__(name='identity_losses')
+        self.id_weight, self.smoothing = id_weight, smoothing
+        self.center_weight = center_weight
+        self.classifier = self.centers = self.center_optimizer = None
+        if id_weight:
+            self.classifier = keras.layers.Dense(
+                num_identities, use_bias=False, name='classifier',
+                kernel_initializer=keras.initializers.RandomNormal(stddev=0.001))
+            self.classifier.build((None, dim))
+        if center_weight:
+            self.centers = tf.Variable(
+                keras.initializers.RandomNormal(stddev=1.0)((num_identities, dim)),
+                name='centers')
+            self.center_optimizer = keras.optimizers.SGD(center_learning_rate)
+            self.center_optimizer.build([self.centers])
+
+    @property
+    def classifier_variables(self):
+        """Variables the network's optimizer trains: the classifier's, if any."""
+        return self.classifier.trainable_variables if self.classifier else []
+
+    def __call__(self, features, embeddings, labels):
+        """{name: mean loss} of the losses in use, unweighted."""
+        parts = {}
+        if self.classifier:
+            parts['id_loss'] = tf.reduce_mean(identity_cross_entropy(
+                self.classifier(embeddings), labels, self.smoothing))
+        if self.centers is not None:
+            parts['center_loss'] = tf.reduce_mean(center_loss(features, labels, self.centers))
+        return parts
+
+    def weighted_sum(self, parts):
+        weights = {'id_loss': self.id_weight, 'center_loss': self.center_weight}
+        return tf.add_n([weights[name] * value for name, value in parts.items()])
+
+    def update_centers(self, gradient):
+        """One SGD step of the centers from the total loss's gradient with respect to them."""
+        gradient = tf.convert_to_tensor(gradient)  # the gather's sparse gradient, made dense
+        self.center_optimizer.apply_gradients([(gradient / self.center_weight, self.centers)])

@@ -1,0 +1,40 @@
+"""The shell recipes: every flag they pass to train.py exists and the combination is accepted."""
+import os
+import re
+import shlex
+
+import pytest
+
+from conftest import ROOT
+
+
+def train_flags(script):
+    """The arguments of the script's `python train.py` command, its variables filled in."""
+    text = open(os.path.join(ROOT, script)).read()
+    command = re.search(r'^python train\.py \\\n(.*?)"\$@"', text, re.S | re.M).group(1)
+    command = command.replace('"$IMAGE_ROOT"', ROOT).replace('"$INIT_CHECKPT"', 'init.ckpt')
+    return shlex.split(command.replace('"$EXP_ROOT"', 'exp').replace('\\\n', ' '))
+
+
+@pytest.mark.parametrize('script', ['market1501_train.sh', 'strong_baseline_train.sh'])
+def test_recipe_flags_are_accepted(script):
+    import common
+    import train
+    parser = train.build_parser()
+    flags = train_flags(script)
+    args = parser.parse_args(flags)
+    train.check_flags(args, common.explicit_flags(parser, flags))
+    assert args.train_set == 'data/market1501_train.csv'
+
+
+def test_strong_baseline_settings():
+    import train
+    args = train.build_parser().parse_args(train_flags('strong_baseline_train.sh'))
+    steps_per_epoch = 12936 // (args.batch_p * args.batch_k)  # Market-1501's training images
+    assert steps_per_epoch == 202
+    assert (args.warmup_iterations, args.lr_decay_steps, args.train_iterations) == (
+        10 * steps_per_epoch, [40 * steps_per_epoch, 70 * steps_per_epoch],
+        120 * steps_per_epoch)
+    assert (args.head_name, args.embedding_dim, args.last_stride) == ('bnneck', 2048, 1)
+    assert (args.margin, args.id_loss_weight, args.label_smoothing) == (0.3, 1.0, 0.1)
+    assert (args.center_loss_weight, args.random_erasing_prob) == (0.0005, 0.5)
