@@ -8,6 +8,7 @@ import glob
 import os
 import re
 import shutil
+import tempfile
 
 import tensorflow as tf
 
@@ -70,12 +71,15 @@ class TrainingCheckpoints:
     """Save and restore (model, optimizer, step) in `directory`; keep all, or the last `keep`.
 
     `extra` names further objects to save beside them (e.g. `identity=` the classifier and
-    centers of `identity_losses.IdentityLosses`); None ones are left out.
+    centers of `identity_losses.IdentityLosses`); None ones are left out. A worker that
+    `writes` nothing (all but the chief of a multi-worker run) still takes part in each save,
+    whose collective reads need every worker, into a folder it then removes.
     """
 
-    def __init__(self, directory, model, optimizer, keep=0, **extra):
+    def __init__(self, directory, model, optimizer, keep=0, writes=True, **extra):
         self.directory = directory
         self.keep = keep
+        self.writes = writes
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
         extra = {name: value for name, value in extra.items() if value is not None}
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=self.step,
@@ -88,6 +92,10 @@ class TrainingCheckpoints:
         data first and index last: `complete_checkpoints` sees it only once it is whole.
         """
         self.step.assign(step)
+        if not self.writes:
+            with tempfile.TemporaryDirectory() as scratch:
+                self.checkpoint.write(os.path.join(scratch, PREFIX))
+            return
         final = os.path.join(self.directory, f'{PREFIX}-{step}')
         partial = os.path.join(self.directory, f'.{PREFIX}-{step}.partial')
         _remove_files(self.directory, f'.{PREFIX}-*.partial*')  # what a crash left

@@ -15,7 +15,7 @@ class IdentityLosses(tf.Module):
     """ID loss (label-smoothed cross-entropy of a linear classifier on the embedding) and
     center loss (on the feature the triplet loss sees), each with its weight; 0 leaves it out.
 
-    The center loss's gradient is divided by its weight for the centers, so they move at
+    The centers follow the gradient of the unweighted center loss, so they move at
     `center_learning_rate` whatever the weight, as in the baseline's code.
     """
 
@@ -27,7 +27,7 @@ class IdentityLosses(tf.Module):
         self.classifier = self.centers = self.center_optimizer = None
         if id_weight:
             self.classifier = keras.layers.Dense(
-                num_identities, use_bias=False, name='classifier',
+                num_identities, use_bias=False, name='classifier', dtype='float32',
                 kernel_initializer=keras.initializers.RandomNormal(stddev=0.001))
             self.classifier.build((None, dim))
         if center_weight:
@@ -57,6 +57,6 @@ class IdentityLosses(tf.Module):
         return tf.add_n([weights[name] * value for name, value in parts.items()])
 
     def update_centers(self, gradient):
-        """One SGD step of the centers from the total loss's gradient with respect to them."""
+        """One SGD step of the centers from the center loss's (unweighted) gradient."""
         gradient = tf.convert_to_tensor(gradient)  # the gather's sparse gradient, made dense
-        self.center_optimizer.apply_gradients([(gradient / self.center_weight, self.centers)])
+        self.center_optimizer.apply_gradients([(gradient, self.centers)])

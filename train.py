@@ -11,6 +11,8 @@ import common
 
 common.quiet_tensorflow()
 
+import distribution  # noqa: E402
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -28,7 +30,7 @@ from train_logs import TrainingLogs  # noqa: E402
 
 LOG = logging.getLogger('train')
 # Flags that describe this invocation rather than the experiment: never taken from args.json.
-PER_RUN = ('experiment_root', 'resume')
+PER_RUN = ('experiment_root', 'resume', 'distribution', 'cpu_devices')
 
 
 def build_parser():
@@ -108,6 +110,21 @@ def build_parser():
         help='Store each step\'s embeddings, losses and file names in memory-mapped arrays.')
     add('--seed', default=None, type=common.nonnegative_int,
         help='Seed of the weights and of every batch; drawn at random (and recorded) if absent.')
+    add('--distribution', default='none', choices=distribution.STRATEGIES,
+        help='`none`: one device; `mirrored`: every GPU of this host (its CPU split by '
+             '--cpu_devices without GPUs); `multi_worker`: one process per host, the cluster '
+             'given by the TF_CONFIG variable. The PK batch stays the global batch: each '
+             'replica gets P/replicas whole identities, and the loss mines the whole batch.')
+    add('--cpu_devices', default=0, type=common.nonnegative_int,
+        help='Split the CPU into this many logical devices (to try --distribution mirrored '
+             'without GPUs).')
+    add('--sync_batch_norm', action='store_true',
+        help='Under --distribution, batch-norm statistics over the global batch (as on one '
+             'device) instead of each replica\'s share.')
+    add('--mixed_precision', default='none', choices=['none', 'mixed_float16', 'mixed_bfloat16'],
+        help='Compute in 16-bit floats, keep the weights in 32-bit (Keras\'s mixed precision). '
+             'mixed_float16 scales the loss dynamically against underflow. For GPUs: on CPUs '
+             'it is slower.')
     add('--deterministic', action='store_true',
         help='Make every op deterministic (tf.config.experimental.enable_op_determinism): '
              'with the same --seed, hardware and thread counts, a run gives bit-identical '
@@ -125,8 +142,12 @@ def build_parser():
     return parser
 
 
-def resolve_args(parser, argv=None):
-    """Parse the flags; on `--resume`, take the experiment's flags from its args.json."""
+def resolve_args(parser, argv=None, chief=True, replicas=1):
+    """Parse the flags; on `--resume`, take the experiment's flags from its args.json.
+
+    Only the chief writes args.json; the other workers of a multi-worker run take the same
+    flags from their own command line.
+    """
     args = parser.parse_args(argv)
     args_file = os.path.join(args.experiment_root, 'args.json')
     if os.path.exists(args.experiment_root) and not os.path.isdir(args.experiment_root):
@@ -142,20 +163,37 @@ def resolve_args(parser, argv=None):
                 print(f'Warning: for `--{key}` the value {value!r} from {args_file} is used, '
                       f'not the given {getattr(args, key)!r}.', file=sys.stderr)
             setattr(args, key, value)
+        distribution.check_divisible(batch_sizes(args), replicas)
         return args
-    if os.path.isdir(args.experiment_root) and os.listdir(args.experiment_root):
+    if chief and os.path.isdir(args.experiment_root) and os.listdir(args.experiment_root):
         raise InputError(f'--experiment_root {args.experiment_root} is not empty; add --resume '
                          f'to continue that experiment, or choose a new folder')
     check_flags(args, common.explicit_flags(parser, argv))
+    distribution.check_divisible(batch_sizes(args), replicas)
     if args.seed is None:
+        if args.distribution == 'multi_worker':
+            raise InputError('--distribution multi_worker needs --seed: every worker must '
+                             'draw the same batches')
         args.seed = random.randrange(2 ** 31)
-    try:
-        os.makedirs(args.experiment_root, exist_ok=True)
-        common.write_json(args_file, {k: v for k, v in vars(args).items() if k not in PER_RUN})
-    except OSError as error:
-        raise InputError(f'--experiment_root {args.experiment_root}: cannot write '
-                         f'({error.strerror})') from None
+    if chief:
+        try:
+            os.makedirs(args.experiment_root, exist_ok=True)
+            common.write_json(args_file, {k: v for k, v in vars(args).items()
+                                          if k not in PER_RUN})
+        except OSError as error:
+            raise InputError(f'--experiment_root {args.experiment_root}: cannot write '
+                             f'({error.strerror})') from None
     return args
+
+
+def batch_sizes(args):
+    """Every P the run uses (the curriculum's stages, then --batch_p)."""
+    return [p for _, p, _ in make_curriculum(args).stages]
+
+
+def make_curriculum(args):
+    return pipeline.Curriculum(args.batch_p, args.batch_k, args.curriculum_steps,
+                               args.curriculum_start_p, args.curriculum_start_k)
 
 
 def check_flags(args, given):
@@ -204,41 +242,61 @@ def load_training_set(args):
     return dataset, labels
 
 
-def make_train_step(model, optimizer, args, identity=None):
-    """One optimisation step as a `tf.function`: returns the values the logs need.
+def make_train_step(model, optimizer, args, identity=None, strategy=None):
+    """One optimisation step as a `tf.function` of a (distributed) batch: returns the values
+    the logs need, of the whole batch.
 
     The triplet loss trains the feature `embedding_model.training_model` gives (before a
-    BNNeck, if any); `identity` (an `IdentityLosses`) adds the ID and center losses. Batch
-    sizes change during a curriculum: `reduce_retracing` lets the second size trace a step for
-    any size instead of one per size. K, for the precision at K-1, is that of the batch
+    BNNeck, if any); `identity` (an `IdentityLosses`) adds the ID and center losses. Under a
+    `strategy` of N replicas, every replica gathers the features of all and computes the loss
+    of the whole batch, divided by N: the optimizer sums the replicas' gradients, and through
+    the gather each replica's features get the gradient of the whole loss, so N devices train
+    as one device on the same batch.
+
+    Batch sizes change during a curriculum: `reduce_retracing` lets the second size trace a
+    step for any size instead of one per size. K, for the precision at K-1, is that of the batch
     (batches are P identities of K images each). Losses that sample get a stateless seed of
     (--seed, step), so a resumed run draws what an uninterrupted one would.
     """
+    strategy = strategy or tf.distribute.get_strategy()
     loss_fn = LOSSES[args.loss]
     features_model = training_model(model)
     variables = model.trainable_variables + (identity.classifier_variables if identity else [])
     centers = [identity.centers] if identity and identity.centers is not None else []
+    scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
-    @tf.function(reduce_retracing=True)
-    def step(images, labels):
-        seed = tf.stack([tf.constant(args.seed, tf.int64),
-                         tf.cast(optimizer.iterations, tf.int64)])
+    def replica_step(images, labels, rows, seed):
         with tf.GradientTape() as tape:
-            features, embeddings = features_model(images, training=True)
+            outputs = features_model(images, training=True)
+            features, embeddings = (distribution.gather(tf.cast(t, tf.float32)) for t in outputs)
+            labels, rows = distribution.gather(labels), distribution.gather(rows)
             dists = cdist(features, features, args.metric)
             losses = loss_fn(dists, labels, args.margin, seed)
             total = tf.reduce_mean(losses)
-            parts = identity(features, embeddings, labels) if identity else {}
+            with tf.GradientTape(watch_accessed_variables=False) as center_tape:
+                center_tape.watch(centers[0] if centers else [])
+                parts = identity(features, embeddings, labels) if identity else {}
             if parts:
                 total += identity.weighted_sum(parts)
-        grads = tape.gradient(total, variables + centers)
-        optimizer.apply_gradients(zip(grads[:len(variables)], variables))
-        if centers:
-            identity.update_centers(grads[-1])
+            objective = total / strategy.num_replicas_in_sync
+            if scales_loss:
+                objective = optimizer.scale_loss(objective)
+        optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables))
+        if centers:  # each replica's gradient is that of the whole batch's center loss
+            gradient = tf.convert_to_tensor(center_tape.gradient(parts['center_loss'], centers[0]))
+            identity.update_centers(gradient / strategy.num_replicas_in_sync)
         batch_k = tf.size(labels) // tf.size(tf.unique(labels).y)
-        return dict(monitoring(dists, labels, batch_k - 1), losses=losses,
+        return dict(monitoring(dists, labels, batch_k - 1), losses=losses, rows=rows,
                     embeddings=features, dists=dists, **parts,
                     active=tf.reduce_sum(tf.cast(losses > 1e-5, tf.float32)))
+
+    @tf.function(reduce_retracing=True)
+    def step(images, labels, rows):
+        seed = tf.stack([tf.constant(args.seed, tf.int64),
+                         tf.cast(optimizer.iterations, tf.int64)])
+        values = strategy.run(replica_step, args=(images, labels, rows, seed))
+        return {name: strategy.experimental_local_results(value)[0]
+                for name, value in values.items()}
     return step
 
 
@@ -278,21 +336,48 @@ def make_optimizer(args, warmup_iterations=0, weight_decay=0.0, **schedule):
     return optimizer
 
 
-def train(args):
+def build_training(args, strategy, num_identities):
+    """The model, the optimizer and the identity losses, their variables made under
+    `strategy` (mirrored on every replica) and in the --mixed_precision policy."""
+    if args.mixed_precision != 'none':
+        keras.mixed_precision.set_global_policy(args.mixed_precision)
+    with strategy.scope():
+        model = build_model(args.model_name, args.head_name, args.embedding_dim,
+                            None if args.resume else args.initial_checkpoint, args.last_stride)
+        if args.sync_batch_norm:
+            distribution.synchronize_batch_norm(model)
+        optimizer = make_optimizer(args, args.warmup_iterations, args.weight_decay,
+                                   kind=args.lr_schedule, decay_steps=args.lr_decay_steps,
+                                   decay_factor=args.lr_decay_factor)
+        if args.mixed_precision == 'mixed_float16':  # float16 gradients underflow unscaled
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        identity = make_identity_losses(args, num_identities)
+        optimizer.build(model.trainable_variables
+                        + (identity.classifier_variables if identity else []))
+    return model, optimizer, identity
+
+
+def distributed_batches(strategy, dataset, args, labels, start, curriculum):
+    """The PK batches from step `start` on, each replica's share on its device."""
+    def replica_batches(context):
+        return pipeline.train_dataset(
+            dataset, args.image_root, args, labels, start, curriculum,
+            shard=(context.input_pipeline_id, context.num_input_pipelines,
+                   context.num_replicas_in_sync))
+    return strategy.distribute_datasets_from_function(replica_batches)
+
+
+def train(args, strategy=None, chief=True):
+    """Train from scratch or from the newest checkpoint. Every worker of a multi-worker run
+    calls this; only the `chief` writes files."""
+    strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(args.seed)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
     dataset, labels = load_training_set(args)
-    model = build_model(args.model_name, args.head_name, args.embedding_dim,
-                        None if args.resume else args.initial_checkpoint, args.last_stride)
-    optimizer = make_optimizer(args, args.warmup_iterations, args.weight_decay,
-                               kind=args.lr_schedule, decay_steps=args.lr_decay_steps,
-                               decay_factor=args.lr_decay_factor)
-    identity = make_identity_losses(args, int(labels.max()) + 1)
-    optimizer.build(model.trainable_variables
-                    + (identity.classifier_variables if identity else []))
+    model, optimizer, identity = build_training(args, strategy, int(labels.max()) + 1)
     checkpoints = TrainingCheckpoints(args.experiment_root, model, optimizer,
-                                      args.keep_checkpoints, identity=identity)
+                                      args.keep_checkpoints, writes=chief, identity=identity)
     if args.resume:
         start = checkpoints.restore_latest()
         LOG.info('Resumed from step %d', start)
@@ -304,39 +389,49 @@ def train(args):
                  args.train_iterations)
         return
 
-    curriculum = pipeline.Curriculum(args.batch_p, args.batch_k, args.curriculum_steps,
-                                     args.curriculum_start_p, args.curriculum_start_k)
-    batches = pipeline.train_dataset(dataset, args.image_root, args, labels, start, curriculum)
-    train_step = make_train_step(model, optimizer, args, identity)
-    logs = TrainingLogs(args, start, max(len(f.encode()) for f in dataset.fids), curriculum)
+    curriculum = make_curriculum(args)
+    batches = distributed_batches(strategy, dataset, args, labels, start, curriculum)
+    train_step = make_train_step(model, optimizer, args, identity, strategy)
+    logs = chief and TrainingLogs(args, start, max(len(f.encode()) for f in dataset.fids),
+                                  curriculum)
     step = start
     with common.Uninterrupt(log=LOG) as stop:
-        for step, (images, batch_labels, fids) in zip(
+        for step, (images, batch_labels, rows) in zip(
                 range(start + 1, args.train_iterations + 1), batches):
             began = time.time()
             learning_rate = float(optimizer.learning_rate)  # the rate this step uses
-            values = {k: v.numpy() for k, v in train_step(images, batch_labels).items()}
-            logs.write(step, values, fids.numpy(), learning_rate, time.time() - began)
+            values = {k: v.numpy() for k, v in train_step(images, batch_labels, rows).items()}
+            if logs:
+                fids = np.array([dataset.fids[row].encode() for row in values['rows']])
+                logs.write(step, values, fids, learning_rate, time.time() - began)
             if args.checkpoint_frequency and step % args.checkpoint_frequency == 0:
                 checkpoints.save(step)
-            if stop.interrupted:
+            if distribution.anyone(strategy, stop.interrupted):
                 LOG.info('Interrupted on request at step %d.', step)
                 break
         if not args.checkpoint_frequency or step % args.checkpoint_frequency:
             checkpoints.save(step)
-    logs.close()
+    if logs:
+        logs.close()
     LOG.info('Saved the checkpoint of step %d; training %s.', step,
              'finished' if step >= args.train_iterations else 'can go on with --resume')
 
 
 def main(argv=None):
     parser = build_parser()
-    args = resolve_args(parser, argv)
-    common.init_logging(os.path.join(args.experiment_root, 'train.log'))
+    run = parser.parse_args(argv)  # how this run is spread, before anything uses a device
+    if run.cpu_devices:
+        distribution.split_cpu(run.cpu_devices)
+    strategy = distribution.create_strategy(run.distribution)
+    chief = distribution.is_chief(strategy)
+    args = resolve_args(parser, argv, chief, strategy.num_replicas_in_sync)
+    common.init_logging(os.path.join(args.experiment_root, 'train.log') if chief else None)
     for key, value in sorted(vars(args).items()):
         LOG.info('%s: %s', key, value)
-
-    train(args)
+    if strategy.num_replicas_in_sync > 1:
+        LOG.info('Training on %d replicas (%s)', strategy.num_replicas_in_sync,
+                 type(strategy).__name__)
+    train(args, strategy, chief)
 
 
 if __name__ == '__main__':

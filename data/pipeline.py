@@ -148,8 +148,10 @@ class Curriculum:
                 if end is None or end > start_step]
 
 
-def train_dataset(dataset, image_root, args, labels, start_step=0, curriculum=None):
-    """Endless PK batches `(images, labels, fids)` from step `start_step` on.
+def train_dataset(dataset, image_root, args, labels, start_step=0, curriculum=None,
+                  shard=(0, 1, 1)):
+    """Endless PK batches `(images, labels, rows)` from step `start_step` on; `rows` are the
+    images' rows in `dataset` (numbers, which every device can hold; strings no GPU can).
 
     `args` holds the official flags: batch_p, batch_k, seed, net_input_{height,width},
     pre_crop_{height,width}, flip_augment, crop_augment, random_erasing_{prob,area_min,area_max,
@@ -157,10 +159,17 @@ def train_dataset(dataset, image_root, args, labels, start_step=0, curriculum=No
     each of its stages draws from a sampler of its own P and K, stages joined end to end; batch
     s is then still a function of (seed, s) alone, and from the end of the curriculum on it is
     exactly the batch s of a run without one.
+
+    `shard` = (pipeline, pipelines, replicas) splits each batch for `tf.distribute`: the batch
+    is cut into `replicas` equal parts of whole identities (P must divide by `replicas`), and
+    input pipeline `pipeline` of `pipelines` yields, per step, the consecutive parts of the
+    replicas it feeds, one element each. Put back together in replica order they are the batch
+    of one device, so a run on N devices trains on the same batches as a run on one.
     """
     curriculum = curriculum or Curriculum(args.batch_p, args.batch_k)
     paths = tf.constant(image_paths(dataset.fids, image_root))
-    fids = tf.constant(dataset.fids)
+    pipeline, pipelines, replicas = shard
+    mine = slice(pipeline * replicas // pipelines, (pipeline + 1) * replicas // pipelines)
     net_size = (args.net_input_height, args.net_input_width)
     load_size = (args.pre_crop_height, args.pre_crop_width) if args.crop_augment else net_size
 
@@ -177,20 +186,22 @@ def train_dataset(dataset, image_root, args, labels, start_step=0, curriculum=No
                 args.random_erasing_prob,
                 (args.random_erasing_area_min, args.random_erasing_area_max),
                 args.random_erasing_aspect_min)
-        return image, label, fids[file]
+        return image, label, file
 
     def stage(first, end, p, k):
         sampler = PKSampler(labels, p, k, args.seed)
 
         def plan(step):
             files, batch_labels = sampler.batch(step)
-            return files, batch_labels, sampler.augment_seeds(step)
+            parts = [tf.reshape(t, [replicas, -1, *t.shape[1:]])[mine] for t in
+                     (files, batch_labels, sampler.augment_seeds(step))]
+            return tuple(tf.reshape(t, [-1, *t.shape[2:]]) for t in parts)
 
         steps = tf.data.Dataset.counter(first)
         if end is not None:
             steps = steps.take(end - first)
         images = steps.map(plan).unbatch().map(load, num_parallel_calls=args.loading_threads)
-        return images.batch(p * k)
+        return images.batch(p * k // replicas)
 
     # Stages are made last (largest) first, so that a --batch_p too large for the training set
     # is reported as given, not as the P of some stage.

@@ -40,16 +40,17 @@ def test_center_loss_by_hand():
 
 
 def test_centers_move_at_their_own_rate_whatever_the_weight():
-    # Loss w * mean_i |f_i - c_{y_i}|^2; its gradient for c_y is -2 w sum_{i: y_i = y}
-    # (f_i - c_y) / B; divided by w, one SGD step of rate r gives c + 2 r sum (f - c) / B.
+    # The center loss mean_i |f_i - c_{y_i}|^2 has the gradient -2 sum_{i: y_i = y} (f_i - c_y)
+    # / B for c_y; one SGD step of rate r gives c + 2 r sum (f - c) / B, whatever the weight.
     features = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 0.0]], np.float32)
     labels = tf.constant([0, 0, 1])
     for weight in (0.0005, 1.0):
         identity = IdentityLosses(2, 2, center_weight=weight, center_learning_rate=0.5)
         start = identity.centers.numpy().copy()
         with tf.GradientTape() as tape:
-            total = identity.weighted_sum(identity(tf.constant(features), None, labels))
-        identity.update_centers(tape.gradient(total, identity.centers))
+            parts = identity(tf.constant(features), None, labels)
+        identity.update_centers(tape.gradient(parts['center_loss'], identity.centers))
+        np.testing.assert_allclose(identity.weighted_sum(parts), weight * parts['center_loss'])
         expected = start.copy()
         expected[0] += 2 * 0.5 * ((features[0] - start[0]) + (features[1] - start[0])) / 3
         expected[1] += 2 * 0.5 * (features[2] - start[1]) / 3

@@ -95,11 +95,11 @@ def test_train_dataset_images_and_resume(colour_dataset):
     args = _args(flip_augment=True, crop_augment=True)
     stream = pipeline.train_dataset(dataset, root, args, labels)
     first = [tuple(t.numpy() for t in batch) for batch in stream.take(5)]
-    for images, batch_labels, fids in first:
+    for images, batch_labels, rows in first:
         assert images.shape == (4, 32, 16, 3) and images.dtype == np.float32
         assert 0 <= images.min() and images.max() <= 255
-        for label, fid in zip(batch_labels, fids):  # file names match their identity
-            assert dataset.pids[dataset.fids == fid.decode()][0] == np.unique(dataset.pids)[label]
+        for label, row in zip(batch_labels, rows):  # the images' rows match their identity
+            assert dataset.pids[row] == np.unique(dataset.pids)[label]
     # Starting at step 3 gives exactly batches 3 and 4 of the full run, augmentation included.
     resumed = [tuple(t.numpy() for t in batch)
                for batch in pipeline.train_dataset(dataset, root, args, labels, 3).take(2)]
@@ -136,3 +136,24 @@ def test_undecodable_images_are_found(tmp_path, colour_dataset):
     dataset = csv_dataset.read_csv(csv_path)
     with pytest.raises(InputError, match=r'train.csv:2: image .*id00_1.jpg cannot be decoded'):
         pipeline.check_decodable(dataset, root, 2)
+
+
+def test_sharded_batches_put_back_together_are_the_batch(colour_dataset):
+    csv_path, root = colour_dataset
+    dataset = csv_dataset.read_csv(csv_path)
+    _, labels = np.unique(dataset.pids, return_inverse=True)
+    args = _args(batch_p=4, batch_k=2, flip_augment=True, crop_augment=True)
+    whole = [tuple(t.numpy() for t in b)
+             for b in pipeline.train_dataset(dataset, root, args, labels).take(2)]
+    # One pipeline feeding 2 replicas (mirrored), and 2 pipelines of one replica each
+    # (multi-worker): per step, replica 0's half, then replica 1's.
+    one = [tuple(t.numpy() for t in b) for b in pipeline.train_dataset(
+        dataset, root, args, labels, shard=(0, 1, 2)).take(4)]
+    two = [[tuple(t.numpy() for t in b) for b in pipeline.train_dataset(
+        dataset, root, args, labels, shard=(i, 2, 2)).take(2)] for i in range(2)]
+    for step, batch in enumerate(whole):
+        for parts in ((one[2 * step], one[2 * step + 1]), (two[0][step], two[1][step])):
+            for part in parts:  # whole identities: 2 of K=2 images each
+                assert len(part[1]) == 4 and len(set(part[1])) == 2
+            for i, value in enumerate(batch):
+                np.testing.assert_array_equal(np.concatenate([p[i] for p in parts]), value)
