@@ -36,13 +36,17 @@ class InputError(Exception):
 
 
 def run_cli(main):
-    """Run `main()`, turning an `InputError` into a one-line message and exit code 2."""
+    """Run `main()`, turning an `InputError` into a one-line message and exit code 2, and a
+    Ctrl+C outside the training loop (which stops cleanly by itself) into one line and 130."""
     prog = os.path.basename(sys.argv[0])
     try:
         main()
     except InputError as error:
         print(f'{prog}: error: {error}', file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(f'{prog}: interrupted', file=sys.stderr)
+        sys.exit(130)
 
 
 # Argument types (same names as the official code).
@@ -127,11 +131,15 @@ FILESYSTEM_TYPES = (readable_directory, readable_file)
 def atomic_path(path):
     """Yield a temporary path next to `path`; rename it to `path` only if the block succeeds.
 
-    A crash or Ctrl+C inside the block leaves the old file (or no file), never a truncated one.
+    A crash or Ctrl+C inside the block leaves the old file (or no file), never a truncated one;
+    a failed write (a full disk, a read-only folder) is an `InputError` naming `path`.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
-                               dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
+                                   dir=directory)
+    except OSError as error:
+        raise cannot_write(path, error) from None
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -139,9 +147,16 @@ def atomic_path(path):
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as error:
+        raise cannot_write(path, error) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def cannot_write(path, error):
+    """The one-line InputError of an OSError met writing `path`."""
+    return InputError(f'{path}: cannot write ({error.strerror or error})')
 
 
 def write_json(path, data):
@@ -157,20 +172,27 @@ def refuse_overwrite(path, flag='--overwrite'):
 
 
 def check_output(path, overwrite, flag='--overwrite'):
-    """Fail before any work if `path` cannot be written: no folder for it, or it exists and
-    `overwrite` is off."""
+    """Fail before any work if `path` cannot be written: no folder for it, a folder that takes
+    no files, or it exists and `overwrite` is off."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise InputError(f'{path}: no such directory {folder}')
     if not overwrite:
         refuse_overwrite(path, flag)
+    try:  # by trying: root writes where permissions say no, nobody on a read-only mount
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        raise cannot_write(path, error) from None
 
 
 def init_logging(log_file=None, level=logging.INFO):
     """Log to stderr and, if given, append to `log_file` (as the official `train.log`)."""
     handlers = [logging.StreamHandler(sys.stderr)]
     if log_file:
-        handlers.append(logging.FileHandler(log_file, mode='a'))
+        try:
+            handlers.append(logging.FileHandler(log_file, mode='a'))
+        except OSError as error:
+            raise cannot_write(log_file, error) from None
     logging.getLogger('absl').setLevel(logging.WARNING)  # checkpoint chatter
     logging.basicConfig(level=level, handlers=handlers, force=True,
                         format='%(asctime)s [%(levelname)s] %(name)s: %(message)s')

@@ -11,9 +11,10 @@ evaluated on the raw and on the unit-length embeddings.
 
 `--recipe official` (the default) is the paper's: fc1024 head, 128-D, soft margin, constant
 rate then exponential decay from 2/3 of the steps. `--recipe strong` adds the Bag-of-Tricks
-options at their proportions of the schedule (`strong_baseline_train.sh`): BNNeck on lunet's
-256-D feature, label-smoothed ID loss, center loss, 0.3 margin, random erasing, warm-up over
-the first 1/12 of the steps and x0.1 drops at 1/3 and 7/12, weight decay.
+options at their proportions of the schedule (`strong_baseline_train.sh`): `losses` (BNNeck on
+lunet's 256-D feature, label-smoothed ID loss, center loss, 0.3 margin), `erasing` (random
+erasing 0.5) and `schedule` (warm-up over the first 1/12 of the steps, x0.1 drops at 1/3 and
+7/12, weight decay); `--recipe losses`, `erasing` or `schedule` adds one group alone.
 """
 import argparse
 import json
@@ -46,17 +47,31 @@ def write_csv(folder, path, prefix=''):
     return path
 
 
+def option_flags(iterations):
+    """train.py flags of the Bag-of-Tricks options, in three groups, at their proportions of
+    the baseline's schedule (`strong_baseline_train.sh`)."""
+    return {
+        'losses': ['--head_name', 'bnneck', '--embedding_dim', '256', '--margin', '0.3',
+                   '--id_loss_weight', '1', '--label_smoothing', '0.1',
+                   '--center_loss_weight', '0.0005'],
+        'erasing': ['--random_erasing_prob', '0.5'],
+        'schedule': ['--warmup_iterations', str(iterations // 12), '--lr_schedule', 'step',
+                     '--lr_decay_steps', str(iterations // 3), str(iterations * 7 // 12),
+                     '--weight_decay', '0.0005'],
+    }
+
+
+RECIPES = {'official': [], 'strong': ['losses', 'erasing', 'schedule'], 'losses': ['losses'],
+           'erasing': ['erasing'], 'schedule': ['schedule']}
+
+
 def recipe_flags(recipe, iterations):
-    """train.py flags of `recipe` beyond those both share."""
-    if recipe == 'official':
-        return ['--head_name', 'fc1024', '--embedding_dim', '128',
-                '--decay_start_iteration', str(iterations * 2 // 3)]
-    return ['--head_name', 'bnneck', '--embedding_dim', '256', '--margin', '0.3',
-            '--id_loss_weight', '1', '--label_smoothing', '0.1',
-            '--center_loss_weight', '0.0005', '--random_erasing_prob', '0.5',
-            '--warmup_iterations', str(iterations // 12), '--lr_schedule', 'step',
-            '--lr_decay_steps', str(iterations // 3), str(iterations * 7 // 12),
-            '--weight_decay', '0.0005']
+    """train.py flags of `recipe`: the paper's, then those of its option groups (a flag given
+    twice takes its last value)."""
+    groups = option_flags(iterations)
+    return ['--head_name', 'fc1024', '--embedding_dim', '128',
+            '--decay_start_iteration', str(iterations * 2 // 3),
+            *(flag for group in RECIPES[recipe] for flag in groups[group])]
 
 
 def train_lunet(data, output, iterations, size=(64, 32), batch_p=18, batch_k=4, seed=0,
@@ -104,7 +119,7 @@ def main():
     parser.add_argument('--train_iterations', type=int, default=2000)
     parser.add_argument('--height', type=int, default=64)
     parser.add_argument('--width', type=int, default=32)
-    parser.add_argument('--recipe', default='official', choices=['official', 'strong'])
+    parser.add_argument('--recipe', default='official', choices=sorted(RECIPES))
     options = parser.parse_args()
     os.makedirs(options.output)
     experiment = train_lunet(options.data, options.output, options.train_iterations,
