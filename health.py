@@ -76,11 +76,12 @@ class HealthMonitor:
     than that of the first half by less than `min_improvement`, and not below the collapse
     value by `tolerance`; it ends once it improves by twice that, or drops twice `tolerance`
     below the collapse value. A stall does not start while a collapse is under way (it is
-    part of it).
+    part of it). With `stalls` False no stall is reported: beside an identity loss, which then
+    drives the training, the triplet loss may rest on a plateau while the network improves.
     """
 
     def __init__(self, margin, min_spread=0.1, tolerance=0.1, min_improvement=0.05,
-                 patience=10, window=200):
+                 patience=10, window=200, stalls=True):
         self.collapse_value = collapse_loss(margin)
         self.min_spread = min_spread
         self.tolerance = tolerance
@@ -88,6 +89,7 @@ class HealthMonitor:
         self.window = collections.deque(maxlen=window)
         self.collapse = Episode(patience)
         self.stall = Episode(patience)
+        self.stalls = stalls
         self.values = {}  # the last step's loss and spread
 
     def update(self, step, losses, embeddings):
@@ -103,7 +105,7 @@ class HealthMonitor:
                               or off > 2 * self.tolerance)
         improvement, level = self._window_trend()
         return events + self._update('stall', step,
-                                     starting=not self.collapse.active
+                                     starting=self.stalls and not self.collapse.active
                                      and improvement < self.min_improvement
                                      and level > -self.tolerance,
                                      ending=improvement > 2 * self.min_improvement

@@ -46,7 +46,8 @@ class TrainingLogs:
         self.start_step = start_step
         self.curriculum = curriculum
         self.sizes = None  # (P, K) of the last batch
-        self.health = health.HealthMonitor(args.margin)
+        self.health = health.HealthMonitor(
+            args.margin, stalls=not (args.id_loss_weight or args.center_loss_weight))
         self.remedies = health.remedies(args, HEADS, LOSSES)
         self.started = time.time()
         self.writer = tf.summary.create_file_writer(args.experiment_root)

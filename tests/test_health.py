@@ -97,6 +97,14 @@ def test_no_stall_while_improving_or_below_the_collapse_value(losses):
         assert monitor.update(step, np.full(8, loss), SPREAD_OUT) == []
 
 
+def test_no_stall_reported_beside_an_identity_loss():
+    # The same flat loss that is a stall above: with stalls=False (train.py's choice when an ID
+    # or center loss drives the training) nothing is reported, but a collapse still is.
+    monitor = health.HealthMonitor('soft', patience=3, window=20, stalls=False)
+    assert feed(monitor, 30, 1.0, SPREAD_OUT, 1) == []
+    assert feed(monitor, 40, 0.69, ON_ONE_POINT, 31) == [('collapse', True, 33)]
+
+
 def test_no_stall_reported_during_a_collapse():
     monitor = health.HealthMonitor('soft', patience=3, window=20)
     assert feed(monitor, 40, 0.69, ON_ONE_POINT, 1) == [('collapse', True, 3)]

@@ -5,9 +5,11 @@ SIGKILL at random moments (whatever was not checkpointed is lost and redone). Ch
 written every 2 steps, so many kills land while one is being written: the previous one must stay
 loadable and `--resume` must pick the newest complete one. Every random part of training is
 switched on: flip, crop, random erasing, the sampled triplet loss, and the ID and center losses.
+Midway, the experiment root is moved: it must resume from its new place.
 """
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,6 +78,9 @@ def test_interrupted_runs_end_bit_identical(tmp_path, colour_dataset):
     for i, (signum, at_step, most) in enumerate(INTERRUPTIONS):
         interrupt(start(root, colour_dataset, resume=i > 0), signum, at_step,
                   rng.uniform(0, most))
+        if i == 2:  # the experiment root moves (to another cluster node, say) and goes on there
+            shutil.move(root, root + '_moved')
+            root += '_moved'
     proc = start(root, colour_dataset, resume=True)
     log = proc.stderr.read()
     assert proc.wait(timeout=300) == 0, log[-2000:]
