@@ -99,14 +99,19 @@ class TrainingCheckpoints:
         final = os.path.join(self.directory, f'{PREFIX}-{step}')
         partial = os.path.join(self.directory, f'.{PREFIX}-{step}.partial')
         _remove_files(self.directory, f'.{PREFIX}-*.partial*')  # what a crash left
-        self.checkpoint.write(partial)
-        _remove_files(self.directory, f'{PREFIX}-{step}.*')  # no old index beside new data
-        written = sorted(glob.glob(glob.escape(partial) + '.*'),
-                         key=lambda path: path.endswith('.index'))
-        for path in written:
-            _fsync(path)
-            os.replace(path, final + path[len(partial):])
-        _fsync(self.directory)
+        try:
+            self.checkpoint.write(partial)
+            _remove_files(self.directory, f'{PREFIX}-{step}.*')  # no old index by new data
+            written = sorted(glob.glob(glob.escape(partial) + '.*'),
+                             key=lambda path: path.endswith('.index'))
+            for path in written:
+                _fsync(path)
+                os.replace(path, final + path[len(partial):])
+            _fsync(self.directory)
+        except (tf.errors.OpError, OSError) as error:  # a full disk, say
+            _remove_files(self.directory, f'.{PREFIX}-*.partial*')
+            reason = str(getattr(error, 'message', None) or error).strip().splitlines()[0]
+            raise InputError(f'{final}: cannot write the checkpoint ({reason})') from None
         if self.keep:
             for old in sorted(complete_checkpoints(self.directory))[:-self.keep]:
                 _remove_files(self.directory, f'{PREFIX}-{old}.*')

@@ -6,6 +6,7 @@ Output datasets, as the official: `emb` [N, D] in CSV order; with more than one 
 also `emb_aug` [views, N, D]; and `augmentation_types`, the view names.
 """
 import argparse
+import io
 import os
 import sys
 import time
@@ -166,12 +167,21 @@ def embed(args, model, paths):
     views = len(view_names(args))
     size = ((args.pre_crop_height, args.pre_crop_width) if args.crop_augment
             else (args.net_input_height, args.net_input_width))
+
+    # Neither function has Python control flow for AutoGraph to convert (its attempts to
+    # parse lambdas' source print warnings).
+    @tf.autograph.experimental.do_not_convert
+    def load_views(path):
+        return views_of(pipeline.load_image(path, size), args)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+                 autograph=False)
+    def forward(batch):
+        return model(batch, training=False)
+
     images = tf.data.Dataset.from_tensor_slices(paths).map(
-        lambda path: views_of(pipeline.load_image(path, size), args),
-        num_parallel_calls=args.loading_threads).unbatch()
+        load_views, num_parallel_calls=args.loading_threads).unbatch()
     images = images.batch(args.batch_size).prefetch(tf.data.AUTOTUNE)
-    forward = tf.function(lambda batch: model(batch, training=False),
-                          input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
     result = np.zeros((len(paths) * views, args.embedding_dim), np.float32)
     began, done = time.time(), 0
     for batch in images:
@@ -192,15 +202,22 @@ def aggregate(emb_aug, aggregator):
 
 
 def write_embeddings(filename, emb_aug, names, aggregator, **extra):
-    """The official layout; `extra` datasets (e.g. embed_files.py's `paths`) are added."""
+    """The official layout; `extra` datasets (e.g. embed_files.py's `paths`) are added.
+
+    The HDF5 file is made in memory and then written as plain bytes: the HDF5 library crashes
+    the process (SIGSEGV) when the disk fills up under it, where Python's write says so.
+    """
+    memory = io.BytesIO()
+    with h5py.File(memory, 'w') as f:
+        if len(names) > 1:
+            f.create_dataset('emb_aug', data=emb_aug)
+        f.create_dataset('emb', data=aggregate(emb_aug, aggregator))
+        f.create_dataset('augmentation_types', data=np.asarray(names, dtype='S'))
+        for key, value in extra.items():
+            f.create_dataset(key, data=value)
     with common.atomic_path(filename) as tmp:
-        with h5py.File(tmp, 'w') as f:
-            if len(names) > 1:
-                f.create_dataset('emb_aug', data=emb_aug)
-            f.create_dataset('emb', data=aggregate(emb_aug, aggregator))
-            f.create_dataset('augmentation_types', data=np.asarray(names, dtype='S'))
-            for key, value in extra.items():
-                f.create_dataset(key, data=value)
+        with open(tmp, 'wb') as f:
+            f.write(memory.getbuffer())
 
 
 def main(argv=None):

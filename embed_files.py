@@ -51,12 +51,9 @@ def read_list(name):
         else:
             with open(name, 'rb') as f:
                 data = f.read()
-        text = data.decode('utf-8-sig')  # a byte order mark is no part of a path
     except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
         raise InputError(f'{where}: {error.strerror}') from None
-    except UnicodeDecodeError as error:
-        line = data[:error.start].count(b'\n') + 1
-        raise InputError(f'{where}:{line}: not valid UTF-8') from None
+    text = csv_dataset.decode_utf8(data, where)
     rows = [(number, line.strip()) for number, line in enumerate(text.split('\n'), start=1)
             if line.strip()]
     if not rows:

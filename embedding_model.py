@@ -14,15 +14,18 @@ def build_model(model_name, head_name, embedding_dim, initial_checkpoint=None, l
 
 
 def training_model(model):
-    """`model` with two outputs: the feature the metric losses train, and the embedding.
+    """A function of (images, training) giving the feature the metric losses train and the
+    embedding.
 
     They are one tensor, except after a BNNeck (`heads/bnneck.py`), where the metric losses
     take the feature before its batch norm and the embedding (for the identity classifier and
-    for retrieval) is the one after it. The layers are shared: training this model trains
-    `model`.
+    for retrieval) is the one after it. The layers are shared: training through this function
+    trains `model`.
     """
-    try:
-        features = model.get_layer(bnneck.NAME).input
-    except ValueError:
-        features = model.output
-    return keras.Model(model.input, [features, model.output], name=f'{model.name}_training')
+    if bnneck.NAME not in [layer.name for layer in model.layers]:
+        def same(images, training=False):
+            embeddings = model(images, training=training)
+            return embeddings, embeddings
+        return same
+    neck = model.get_layer(bnneck.NAME)
+    return keras.Model(model.input, [neck.input, model.output], name=f'{model.name}_training')

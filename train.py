@@ -143,10 +143,9 @@ def build_parser():
 
 
 def resolve_args(parser, argv=None, chief=True, replicas=1):
-    """Parse the flags; on `--resume`, take the experiment's flags from its args.json.
-
-    Only the chief writes args.json; the other workers of a multi-worker run take the same
-    flags from their own command line.
+    """Parse and check the flags; on `--resume`, take the experiment's flags from its
+    args.json. Nothing is written: a new experiment's args.json comes once its training set has
+    passed its checks (`write_args`).
     """
     args = parser.parse_args(argv)
     args_file = os.path.join(args.experiment_root, 'args.json')
@@ -175,15 +174,18 @@ def resolve_args(parser, argv=None, chief=True, replicas=1):
             raise InputError('--distribution multi_worker needs --seed: every worker must '
                              'draw the same batches')
         args.seed = random.randrange(2 ** 31)
-    if chief:
-        try:
-            os.makedirs(args.experiment_root, exist_ok=True)
-            common.write_json(args_file, {k: v for k, v in vars(args).items()
-                                          if k not in PER_RUN})
-        except OSError as error:
-            raise InputError(f'--experiment_root {args.experiment_root}: cannot write '
-                             f'({error.strerror})') from None
     return args
+
+
+def write_args(args):
+    """Create the experiment root with its args.json (a new experiment's chief only)."""
+    try:
+        os.makedirs(args.experiment_root, exist_ok=True)
+        common.write_json(os.path.join(args.experiment_root, 'args.json'),
+                          {k: v for k, v in vars(args).items() if k not in PER_RUN})
+    except OSError as error:
+        raise InputError(f'--experiment_root {args.experiment_root}: cannot write '
+                         f'({error.strerror})') from None
 
 
 def batch_sizes(args):
@@ -232,13 +234,13 @@ def check_flags(args, given):
 
 
 def load_training_set(args):
-    """Read and check the CSV and every image; identities become labels 0..n-1."""
+    """Read and check the CSV, every image and P against the identities; identities become
+    labels 0..n-1."""
     dataset = csv_dataset.read_csv(args.train_set)
+    pipeline.check_batch_p(args.batch_p, len(set(dataset.pids)))
     csv_dataset.check_images(dataset, args.image_root or '', args.loading_threads)
     pipeline.check_decodable(dataset, args.image_root, args.loading_threads)
-    names, labels = np.unique(dataset.pids, return_inverse=True)
-    LOG.info('Training set %s: %d images of %d identities', args.train_set, len(dataset),
-             len(names))
+    _, labels = np.unique(dataset.pids, return_inverse=True)
     return dataset, labels
 
 
@@ -367,14 +369,13 @@ def distributed_batches(strategy, dataset, args, labels, start, curriculum):
     return strategy.distribute_datasets_from_function(replica_batches)
 
 
-def train(args, strategy=None, chief=True):
-    """Train from scratch or from the newest checkpoint. Every worker of a multi-worker run
-    calls this; only the `chief` writes files."""
+def train(args, dataset, labels, strategy=None, chief=True):
+    """Train on `dataset` (`load_training_set`) from scratch or from the newest checkpoint.
+    Every worker of a multi-worker run calls this; only the `chief` writes files."""
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(args.seed)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
-    dataset, labels = load_training_set(args)
     model, optimizer, identity = build_training(args, strategy, int(labels.max()) + 1)
     checkpoints = TrainingCheckpoints(args.experiment_root, model, optimizer,
                                       args.keep_checkpoints, writes=chief, identity=identity)
@@ -425,13 +426,18 @@ def main(argv=None):
     strategy = distribution.create_strategy(run.distribution)
     chief = distribution.is_chief(strategy)
     args = resolve_args(parser, argv, chief, strategy.num_replicas_in_sync)
+    dataset, labels = load_training_set(args)
+    if chief and not args.resume:
+        write_args(args)
     common.init_logging(os.path.join(args.experiment_root, 'train.log') if chief else None)
     for key, value in sorted(vars(args).items()):
         LOG.info('%s: %s', key, value)
+    LOG.info('Training set %s: %d images of %d identities', args.train_set, len(dataset),
+             labels.max() + 1)
     if strategy.num_replicas_in_sync > 1:
         LOG.info('Training on %d replicas (%s)', strategy.num_replicas_in_sync,
                  type(strategy).__name__)
-    train(args, strategy, chief)
+    train(args, dataset, labels, strategy, chief)
 
 
 if __name__ == '__main__':

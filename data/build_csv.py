@@ -34,7 +34,8 @@ if __package__ in (None, ''):  # run as `python data/build_csv.py`: make `common
 
 import PIL.Image
 
-from common import InputError, atomic_path, positive_int, refuse_overwrite, run_cli
+from common import (InputError, atomic_path, cannot_write, positive_int, refuse_overwrite,
+                    run_cli)
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 SPLITS = (('train', 'bounding_box_train'), ('query', 'query'), ('test', 'bounding_box_test'))
@@ -152,7 +153,13 @@ def check_decodable(root, rows, threads=8):
 
 def write_csv(path, rows, with_camera):
     """Write `rows` atomically; the csv module quotes identities that hold commas."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except FileExistsError:
+        raise InputError(f'{path}: cannot write ({folder} is a file, not a folder)') from None
+    except OSError as error:
+        raise cannot_write(path, error) from None
     with atomic_path(path) as tmp:
         with open(tmp, 'w', newline='', encoding='utf-8') as f:
             writer = csv.writer(f, lineterminator='\n')

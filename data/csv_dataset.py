@@ -4,6 +4,7 @@ This module does not import TensorFlow: evaluation reads CSVs too and must start
 """
 import csv
 import dataclasses
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,32 +34,53 @@ class Dataset:
         return len(self.fids)
 
 
-def read_csv(csv_path):
-    """Parse a dataset CSV strictly; every problem is an `InputError` naming file and line.
-
-    Identities are arbitrary strings (quoted if they hold a comma). An optional third column
-    gives the camera, used by the `camera` excluder for custom cross-camera evaluation.
+def decode_utf8(data, where):
+    """`data` as text. A leading byte order mark (Excel's "CSV UTF-8", Notepad) is dropped, or
+    it would become part of the first identity; bytes that are not UTF-8 are an `InputError`
+    naming `where` and the line (counted in the whole file, not in a decoder's buffer).
     """
     try:
-        with open(csv_path, newline='', encoding='utf-8') as f:
-            rows = list(csv.reader(f))
+        return data.decode('utf-8-sig')
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b'\n') + 1
+        raise InputError(f'{where}:{line}: not valid UTF-8') from None
+
+
+def _read_rows(csv_path):
+    """[(line where the row starts, cells)] of the CSV file; CRLF line endings are fine."""
+    try:
+        with open(csv_path, 'rb') as f:
+            text = decode_utf8(f.read(), csv_path)
     except FileNotFoundError:
         raise InputError(f'{csv_path}: no such file') from None
     except IsADirectoryError:
         raise InputError(f'{csv_path}: is a directory, not a CSV file') from None
     except PermissionError:
         raise InputError(f'{csv_path}: not readable') from None
-    except UnicodeDecodeError as error:
-        line = error.object[:error.start].count(b'\n') + 1
-        raise InputError(f'{csv_path}:{line}: not valid UTF-8') from None
+    reader = csv.reader(io.StringIO(text, newline=''))
+    rows, line = [], 1
+    try:
+        for row in reader:
+            rows.append((line, row))
+            line = reader.line_num + 1  # a quoted field may span lines
     except csv.Error as error:
-        raise InputError(f'{csv_path}: malformed CSV ({error})') from None
+        raise InputError(f'{csv_path}:{line}: malformed CSV ({error})') from None
+    return rows
 
-    numbered = [(i + 1, row) for i, row in enumerate(rows) if any(cell.strip() for cell in row)]
+
+def read_csv(csv_path):
+    """Parse a dataset CSV strictly; every problem is an `InputError` naming file and line.
+
+    Identities are arbitrary strings (quoted if they hold a comma). An optional third column
+    gives the camera, used by the `camera` excluder for custom cross-camera evaluation.
+    """
+    numbered = [(line, row) for line, row in _read_rows(csv_path)
+                if any(cell.strip() for cell in row)]
     if not numbered:
         raise InputError(f'{csv_path}: the CSV has no rows')
     width = len(numbered[0][1])
     for line, row in numbered:
+        _check_cells(csv_path, line, row)
         if len(row) not in (2, 3):
             raise InputError(f'{csv_path}:{line}: expected `identity,path` or '
                              f'`identity,path,camera`, found {len(row)} column(s)')
@@ -81,6 +103,16 @@ def read_csv(csv_path):
     return Dataset(csv_path, pids, fids, cams, lines)
 
 
+def _check_cells(csv_path, line, row):
+    """Refuse what only a broken file gives: a line break inside a cell, or a NUL."""
+    if any('\n' in cell or '\r' in cell for cell in row):
+        raise InputError(f'{csv_path}:{line}: unclosed quote (a quoted cell runs past the end '
+                         f'of its line)')
+    if any('\0' in cell for cell in row):
+        raise InputError(f'{csv_path}:{line}: NUL character (UTF-16 or binary? the CSV must be '
+                         f'UTF-8 text)')
+
+
 def _problem(path):
     """Why the image file at `path` cannot be used, or None if its header looks right."""
     try:
@@ -92,6 +124,8 @@ def _problem(path):
         return 'a directory'
     except OSError as error:
         return f'unreadable ({error.strerror})'
+    except ValueError:  # a NUL in the name (open() refuses it)
+        return 'not a valid file name'
     if not head:
         return 'empty'
     if not head.startswith(_IMAGE_MAGIC):

@@ -52,6 +52,12 @@ def check_decodable(dataset, image_root, threads):
                          f'(corrupt or truncated){more}')
 
 
+def check_batch_p(batch_p, num_ids):
+    if num_ids < batch_p:
+        raise InputError(f'--batch_p {batch_p} needs at least that many identities, '
+                         f'the training set has {num_ids}')
+
+
 class PKSampler:
     """Chooses the file indices of PK batches: P identities, K images of each.
 
@@ -64,9 +70,7 @@ class PKSampler:
     def __init__(self, labels, batch_p, batch_k, seed):
         labels = np.asarray(labels)
         self.num_ids = int(labels.max()) + 1
-        if self.num_ids < batch_p:
-            raise InputError(f'--batch_p {batch_p} needs at least that many identities, '
-                             f'the training set has {self.num_ids}')
+        check_batch_p(batch_p, self.num_ids)
         self.p, self.k = batch_p, batch_k
         self.steps_per_epoch = self.num_ids // batch_p
         order = np.argsort(labels, kind='stable')

@@ -85,7 +85,7 @@ def fit(model, sampler, x, args):
     @tf.function
     def batch(number):
         files, labels = sampler.batch(number)
-        return tf.gather(images, files), labels
+        return tf.gather(images, files), labels, files
 
     for number in range(args.train_iterations):
         losses = step(*batch(tf.constant(number, tf.int64)))['losses']

@@ -68,3 +68,19 @@ def test_keep_prunes_whole_old_checkpoints(tmp_path):
     step = tf.train.load_variable(str(tmp_path / 'checkpoint-15'),
                                   'step/.ATTRIBUTES/VARIABLE_VALUE')
     assert step == 15
+
+
+def test_a_failed_write_is_one_line_and_leaves_no_partial_files(tmp_path, monkeypatch):
+    from common import InputError
+    _, checkpoints = small_setup(tmp_path)
+    checkpoints.save(1)
+
+    def full_disk(prefix):
+        open(prefix + '.data-00000-of-00001', 'w').close()  # what it managed to write
+        raise tf.errors.ResourceExhaustedError(None, None, 'No space left on device\nmore')
+    monkeypatch.setattr(checkpoints.checkpoint, 'write', full_disk)
+    with pytest.raises(InputError, match=r'checkpoint-2: cannot write the checkpoint '
+                                         r'\(No space left on device\)$'):
+        checkpoints.save(2)
+    assert sorted(os.listdir(tmp_path)) == ['checkpoint-1.data-00000-of-00001',
+                                            'checkpoint-1.index']
