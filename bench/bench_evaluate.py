@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
-"""Time evaluate.py's code path on a Market-1501-sized synthetic problem; print JSON.
+"""Time evaluate.py's code path on a Market-1501-sized synthetic problem; write JSON (--output).
 
 3,368 queries x 15,913 gallery images, 128-D float32 embeddings (identity centre + noise,
 seeded), Market-style file names with 6 cameras, distractors (0000) and junk (-1). Reports
-the seconds and peak memory of `evaluate.evaluate_embeddings`, and checks a sample of queries
-against the exact formulas: direct float64 distances sum((q - g)^2), a stable argsort, and
-scikit-learn's average_precision_score. With --rerank it times k-reciprocal re-ranking with
+the seconds (median of --repeats runs, min-max) and the process's peak memory of
+`evaluate.evaluate_embeddings`, and checks a sample of queries against the exact formulas:
+direct float64 distances sum((q - g)^2), a stable argsort, and scikit-learn's
+average_precision_score. With --rerank it times k-reciprocal re-ranking with
 the paper's defaults instead (the exact-formula check is of the plain distances, so it is off).
 """
 import argparse
-import json
 import os
 import resource
 import sys
@@ -17,7 +17,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import benchlib  # noqa: E402
 import excluders  # noqa: E402
 from data.csv_dataset import Dataset  # noqa: E402
 from evaluate import evaluate_embeddings  # noqa: E402
@@ -91,28 +93,36 @@ def main():
                         help='Queries compared with the exact formulas (0: none).')
     parser.add_argument('--rerank', action='store_true',
                         help='Time k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3).')
+    parser.add_argument('--repeats', type=int, default=3,
+                        help='Evaluations timed (the figure is their median, with min-max).')
+    benchlib.add_output_flags(parser, 'evaluate')
     args = parser.parse_args()
+    if args.quick:
+        args.check_queries, args.repeats = min(args.check_queries, 20), 1
     rerank = RerankOptions() if args.rerank else None
     check_queries = 0 if args.rerank else args.check_queries
 
     query, query_embs, gallery, gallery_embs = synthetic_problem(args.seed)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    excluder = excluders.create('market1501', gallery)
-    result = evaluate_embeddings(query_embs, gallery_embs, query, gallery, excluder,
-                                 'euclidean', args.batch_size, rerank=rerank)
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    seconds, cpu_seconds = [], []
+    for _ in range(args.repeats):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        excluder = excluders.create('market1501', gallery)
+        result = evaluate_embeddings(query_embs, gallery_embs, query, gallery, excluder,
+                                     'euclidean', args.batch_size, rerank=rerank)
+        seconds.append(time.perf_counter() - start)
+        cpu_seconds.append(time.process_time() - cpu_start)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     sample = np.random.default_rng(args.seed).choice(N_QUERY, check_queries, replace=False)
     check = reference_check(result, query, query_embs, gallery, gallery_embs, excluder, sample)
-    print(json.dumps({
+    benchlib.write_results({
         'queries': N_QUERY, 'gallery': N_GALLERY, 'dim': DIM, 'batch_size': args.batch_size,
-        'seconds': round(seconds, 3), 'cpu_seconds': round(cpu_seconds, 3),
+        'seconds': benchlib.summary(seconds), 'cpu_seconds': benchlib.summary(cpu_seconds),
         'peak_rss_mib': round(peak_mib, 1),
         'mAP': result['mAP'], 'top1': result['CMC'][0], 'mINP': result['mINP'],
         'skipped': len(result['skipped_queries']),
         'rerank': result['rerank'], 'checked_queries': check_queries, **check,
-    }, indent=2))
+    }, args, 'evaluate_rerank' if args.rerank else 'evaluate')
 
 
 if __name__ == '__main__':

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Embedding images/s: embed.py's `embed` (JPEG files to embeddings) without test-time
+augmentation and with flip + five crops (10 views an image), for resnet_v1_50 (256x128) and
+lunet (128x64); and the forward pass alone at 256x128, ours against PyTorch's.
+
+    python bench/bench_embed.py                 # both parts
+    python bench/bench_embed.py --part embed    # or --part inference
+    python bench/bench_embed.py --quick
+
+Part `embed`: each contender embeds the same synthetic 128x64 JPEGs (data/demo.py) per call
+(64 images for resnet_v1_50, 256 for lunet) with --loading_threads 2, --batch_size 256,
+random weights (the speed does not depend on them); images/s counts images, not views. Each
+call of `embed` builds its tf.data pipeline and traces its tf.function anew, a fixed cost that
+a real run (thousands of images) pays once: it is measured apart (the best of three calls on
+one image, after a first full call) and `steady_images_per_second` leaves it out. Part
+`inference`: one fixed batch of 64 random 256x128 images through resnet_v1_50 + fc1024 in
+inference mode: ours as embed.py runs it (a tf.function of `model(batch, training=False)`),
+PyTorch's (bench/torch_reid.py, eval mode under inference_mode) as a peer runs it and as tuned
+here. Contenders alternate round by round, each in its own process.
+"""
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import benchlib  # noqa: E402
+from bench_train import SIZES, configure_tensorflow, demo_images, torch_contenders  # noqa: E402
+from benchlib import Contender, Task  # noqa: E402
+
+VIEWS = {'none': dict(flip_augment=False, crop_augment=None),
+         'flip_five': dict(flip_augment=True, crop_augment='five')}
+IMAGES = {'resnet_v1_50': 64, 'lunet': 256}
+
+
+def embed_task(csv, image_root, model_name, views, images, batch_size=256):
+    """embed.embed over the first `images` images of the CSV."""
+    configure_tensorflow()
+    import embed
+    from data import csv_dataset, pipeline
+    from embedding_model import build_model
+    height, width = SIZES.get(model_name, (256, 128))
+    args = argparse.Namespace(
+        net_input_height=height, net_input_width=width, pre_crop_height=height * 9 // 8,
+        pre_crop_width=width * 9 // 8, embedding_dim=128, loading_threads=2,
+        batch_size=batch_size, quiet=True, **VIEWS[views])
+    model = build_model(model_name, 'fc1024', 128)
+    paths = pipeline.image_paths(csv_dataset.read_csv(csv).fids[:images], image_root)
+    embed.embed(args, model, paths)  # the one-time costs of the first call
+    overhead = []
+    for _ in range(3):
+        began = time.perf_counter()
+        embed.embed(args, model, paths[:1])
+        overhead.append(time.perf_counter() - began)
+    return Task(lambda: embed.embed(args, model, paths), len(paths),
+                info={'per_call_overhead_seconds': round(min(overhead), 3)})
+
+
+def inference_task(batch=64, height=256, width=128, model_name='resnet_v1_50'):
+    """Ours: the forward pass embed.py makes, on one fixed batch."""
+    configure_tensorflow()
+    import tensorflow as tf
+    from embedding_model import build_model
+    model = build_model(model_name, 'fc1024', 128)
+    forward = tf.function(lambda batch: model(batch, training=False),
+                          input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    images = tf.random.uniform([batch, height, width, 3], 0, 255)
+    return Task(lambda: forward(images).numpy(), batch)
+
+
+def run_embed(options):
+    with demo_images() as (csv, root):
+        contenders = [Contender(f'{model}_{views}', 'bench_embed:embed_task',
+                                dict(csv=csv, image_root=root, model_name=model, views=views,
+                                     images=options.images or IMAGES[model]),
+                                warmup=options.warmup)
+                      for model in options.models for views in VIEWS]
+        results = benchlib.alternate(contenders, options.rounds, 1)
+    for name, result in results.items():
+        overhead = result['info']['per_call_overhead_seconds']
+        steady = [result['images'] / (seconds - overhead) for seconds in result['round_seconds']]
+        result['steady_images_per_second'] = benchlib.summary(steady)
+        views = 10 if name.endswith('flip_five') else 1
+        result['steady_views_per_second'] = benchlib.summary([r * views for r in steady])
+    return {'loading_threads': 2, 'batch_size': 256, 'rounds': options.rounds,
+            'contenders': results}
+
+
+def run_inference(options):
+    size = dict(batch=options.batch, height=options.height, width=options.width)
+    contenders = [Contender('tensorflow', 'bench_embed:inference_task', size,
+                            warmup=options.warmup)]
+    contenders += torch_contenders(options, 'torch_reid:inference_task', **size)
+    results = benchlib.alternate(contenders, options.rounds, options.calls)
+    result = {'model_name': 'resnet_v1_50', 'input': [options.height, options.width],
+              'batch': options.batch, 'rounds': options.rounds,
+              'calls_per_round': options.calls, 'contenders': results}
+    for name in results:
+        if name.startswith('pytorch'):
+            result[f'ratio_tensorflow_over_{name}'] = benchlib.ratio(results, 'tensorflow', name)
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--part', choices=['embed', 'inference', 'both'], default='both')
+    parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--calls', type=int, default=3, help='Inference batches per round.')
+    parser.add_argument('--images', type=int, default=None,
+                        help='Images per embed call (default: 64 for resnet_v1_50, 256 for lunet).')
+    parser.add_argument('--batch', type=int, default=64, help='Inference batch.')
+    parser.add_argument('--height', type=int, default=256)
+    parser.add_argument('--width', type=int, default=128)
+    parser.add_argument('--warmup', type=int, default=1, help='Untimed calls after the first.')
+    parser.add_argument('--torch', nargs='+', default=['pytorch', 'pytorch_tuned'],
+                        choices=['pytorch', 'pytorch_tuned'])
+    parser.add_argument('--no_torch', action='store_true')
+    benchlib.add_output_flags(parser, 'embed')
+    options = parser.parse_args()
+    options.models = list(IMAGES)
+    if options.quick:
+        options.models = ['lunet']
+        options.rounds, options.calls, options.warmup, options.images = 2, 1, 0, 32
+        options.batch, options.height, options.width = 8, 64, 32
+        options.torch = options.torch[-1:]
+    parts = ['embed', 'inference'] if options.part == 'both' else [options.part]
+    result = {part: {'embed': run_embed, 'inference': run_inference}[part](options)
+              for part in parts}
+    benchlib.write_results(result, options, 'embed' if len(parts) > 1 else parts[0])
+
+
+if __name__ == '__main__':
+    main()
