@@ -402,8 +402,9 @@ def train(args, dataset, labels, strategy=None, chief=True):
             began = time.time()
             learning_rate = float(optimizer.learning_rate)  # the rate this step uses
             values = {k: v.numpy() for k, v in train_step(images, batch_labels, rows).items()}
-            if logs:
-                fids = np.array([dataset.fids[row].encode() for row in values['rows']])
+            if logs:  # file names only for the detailed logs, the one place they go
+                fids = args.detailed_logs and np.array(
+                    [dataset.fids[row].encode() for row in values['rows']])
                 logs.write(step, values, fids, learning_rate, time.time() - began)
             if args.checkpoint_frequency and step % args.checkpoint_frequency == 0:
                 checkpoints.save(step)
