@@ -25,6 +25,7 @@ from heads import HEADS  # noqa: E402
 from identity_losses import IdentityLosses  # noqa: E402
 from loss import LOSSES, METRICS, cdist, monitoring  # noqa: E402
 from nets import NETS, check_last_stride  # noqa: E402
+from nets.fused_batch_norm import fuse  # noqa: E402
 from schedules import LinearWarmUp, PaperDecay  # noqa: E402
 from train_logs import TrainingLogs  # noqa: E402
 
@@ -338,14 +339,20 @@ def make_optimizer(args, warmup_iterations=0, weight_decay=0.0, **schedule):
     return optimizer
 
 
-def build_training(args, strategy, num_identities):
+def build_training(args, strategy, num_identities, fused_batch_norm=True):
     """The model, the optimizer and the identity losses, their variables made under
-    `strategy` (mirrored on every replica) and in the --mixed_precision policy."""
+    `strategy` (mirrored on every replica) and in the --mixed_precision policy.
+
+    The model's batch norms train with fused kernels (`nets.fused_batch_norm`; the same
+    variables, so its checkpoints are those of `build_model`'s); `fused_batch_norm=False`
+    keeps Keras' own, for comparison."""
     if args.mixed_precision != 'none':
         keras.mixed_precision.set_global_policy(args.mixed_precision)
     with strategy.scope():
         model = build_model(args.model_name, args.head_name, args.embedding_dim,
                             None if args.resume else args.initial_checkpoint, args.last_stride)
+        if fused_batch_norm:
+            model = fuse(model)
         if args.sync_batch_norm:
             distribution.synchronize_batch_norm(model)
         optimizer = make_optimizer(args, args.warmup_iterations, args.weight_decay,

@@ -18,16 +18,16 @@ Options (name: what changes):
   both 2 here, the number of cores);
 - mixed_bfloat16: train.py --mixed_precision mixed_bfloat16 (bf16 compute, float32 variables
   and loss; the CPU has AVX512_BF16);
-- fused_batch_norm: batch norm as one fused op forward and one backward
-  (bench_train.use_fused_batch_norm) instead of Keras 3's moments and element-wise ops;
-- fused_bn_bfloat16: both;
+- keras_batch_norm: Keras 3's batch norm (moments and element-wise ops) instead of train.py's
+  fused one (nets/fused_batch_norm.py), as train.py trained before it adopted that;
 - autotune, private_threads_2, cache_decoded: tf.data settings (see bench_train.training_stream).
 
 Options run in groups (a group and the baseline alternate; a group's workers are in memory
 together, about 5 GB each for resnet_v1_50), one group after the other; each option's figure
 is the median over rounds of its per-round speed-up over the baseline, with the min-max.
---numerics compares mixed_bfloat16, fused_batch_norm and both with the baseline on one batch
-from the same weights (loss, embeddings, gradient), beside float32 rounding's own effect.
+--numerics compares the fused batch norm, and mixed_bfloat16 with it, against Keras' float32
+batch norm on one batch from the same weights (loss, embeddings, gradient), beside float32
+rounding's own effect.
 """
 import argparse
 import os
@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import benchlib  # noqa: E402
 from bench_train import (SIZES, configure_tensorflow, demo_images, train_args,  # noqa: E402
-                         training_stream, use_fused_batch_norm)
+                         training_stream)
 from benchlib import Contender  # noqa: E402
 
 OPTIONS = {  # name: (training_task keyword arguments, environment)
@@ -50,30 +50,31 @@ OPTIONS = {  # name: (training_task keyword arguments, environment)
     'intra2_inter1': ({'intra_op': 2, 'inter_op': 1}, {}),
     'intra1_inter2': ({'intra_op': 1, 'inter_op': 2}, {}),
     'mixed_bfloat16': ({'policy': 'mixed_bfloat16'}, {}),
-    'fused_batch_norm': ({'fused_bn': True}, {}),
-    'fused_bn_bfloat16': ({'fused_bn': True, 'policy': 'mixed_bfloat16'}, {}),
+    'keras_batch_norm': ({'keras_bn': True}, {}),
     'autotune': ({'data_options': {'autotune': True}}, {}),
     'private_threads_2': ({'data_options': {'private_threads': 2}}, {}),
     'cache_decoded': ({'data_options': {'cache_decoded': True}}, {}),
 }
 GROUPS = {
     # The ones most likely to matter; the others were measured on lunet (CPU time is short).
-    'resnet_v1_50': ['fused_batch_norm,mixed_bfloat16', 'xla_jit,malloc_keep'],
+    'resnet_v1_50': ['keras_batch_norm,mixed_bfloat16', 'xla_jit,malloc_keep'],
     'lunet': ['xla_jit,xla_auto_jit,onednn_off,malloc_keep',
-              'intra2_inter1,intra1_inter2,mixed_bfloat16,fused_batch_norm',
+              'intra2_inter1,intra1_inter2,mixed_bfloat16,keras_batch_norm',
               'autotune,private_threads_2,cache_decoded'],
 }
 
 
 def numerics(csv, root, model_name, height, width):
-    """mixed_bfloat16, fused_batch_norm and both against the baseline (float32, Keras' batch
-    norm) from the same weights on one training batch: loss, embeddings, gradient."""
+    """train.py's fused batch norm, in float32 and under mixed_bfloat16, against Keras' batch
+    norm in float32 (the reference) from the same weights on one training batch: loss,
+    embeddings, gradient."""
     configure_tensorflow()
     import keras
     import numpy as np
     import tensorflow as tf
     from embedding_model import build_model
     from loss import batch_hard, cdist
+    from nets.fused_batch_norm import fuse
     images, labels, _ = next(training_stream(train_args(csv, root, model_name, height,
                                                        width))[0])
 
@@ -93,17 +94,16 @@ def numerics(csv, root, model_name, height, width):
     loss, emb, grad = gradient(baseline)
     results = {}
     # (policy, fused batch norm, input scale); the first is float32 rounding's own effect: the
-    # baseline on images scaled by 1 + 2^-20, the noise floor of these comparisons.
+    # reference on images scaled by 1 + 2^-20, the noise floor of these comparisons.
     variants = {'float32_rounding': ('float32', False, 1 + 2 ** -20),
-                'mixed_bfloat16': ('mixed_bfloat16', False, 1),
-                'fused_batch_norm': ('float32', True, 1),  # fused from here on
-                'fused_bn_bfloat16': ('mixed_bfloat16', True, 1)}
+                'fused_batch_norm': ('float32', True, 1),
+                'mixed_bfloat16': ('mixed_bfloat16', True, 1)}
     for variant, (policy, fused, scale) in variants.items():
         keras.mixed_precision.set_global_policy(policy)
-        if fused:
-            use_fused_batch_norm()
         model = build_model(model_name, 'fc1024', 128)
         model.set_weights(baseline.get_weights())
+        if fused:
+            model = fuse(model)
         loss2, emb2, grad2 = gradient(model, scale)
         results[variant] = {
             'loss_baseline': loss, 'loss': loss2,
@@ -128,8 +128,8 @@ def main():
                         help='Timed steps per contender and round (default 1; lunet 15).')
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--numerics', action='store_true',
-                        help='Also compare mixed_bfloat16 and fused_batch_norm with the '
-                             'baseline on one batch.')
+                        help="Also compare the fused batch norm and mixed_bfloat16 with Keras' "
+                             'float32 batch norm on one batch.')
     parser.add_argument('--numerics_only', action='store_true',
                         help='--numerics alone, no speed groups.')
     benchlib.add_output_flags(parser, 'options')

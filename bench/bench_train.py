@@ -4,7 +4,7 @@ the same step in PyTorch (bench/torch_reid.py), alternated round by round in one
 
     python bench/bench_train.py                        # resnet_v1_50 + fc1024, 256x128, vs PyTorch
     python bench/bench_train.py --model_name lunet     # 128x64, ours alone
-    python bench/bench_train.py --fused_bn             # also ours with fused batch norm
+    python bench/bench_train.py --keras_bn             # also ours with Keras' batch norm
     python bench/bench_train.py --quick                # smoke test, under a minute
 
 Both read the synthetic Market-style 128x64 JPEGs of data/demo.py from a temporary folder,
@@ -15,7 +15,8 @@ figure is the median over rounds of the images/s of a round, with the min-max, a
 is the median of the per-round ratios. Writes JSON (see --output).
 
 `training_task` is also the contender of bench_options.py: it takes the options tried there
-(XLA, thread pools, mixed precision, fused batch norm, tf.data settings).
+(XLA, thread pools, mixed precision, Keras' batch norm instead of the fused one, tf.data
+settings).
 
 PyTorch runs as a peer runs it ('pytorch') and as tuned for this machine ('pytorch_tuned',
 see TUNED_TORCH_ENV); it is skipped when torch is not installed.
@@ -65,36 +66,6 @@ def configure_tensorflow(intra_op=None, inter_op=None):
         tf.config.threading.set_intra_op_parallelism_threads(intra_op)
     if inter_op:
         tf.config.threading.set_inter_op_parallelism_threads(inter_op)
-
-
-def use_fused_batch_norm():
-    """Make `keras.layers.BatchNormalization` (for models built from now on, in this process)
-    compute its training-mode 4-D NHWC call as one FusedBatchNormV3 op and its gradient as one
-    FusedBatchNormGradV3 (oneDNN kernels on CPU), as tf.keras did; Keras 3 builds it from
-    moments and element-wise ops instead. Same variables, so the same checkpoints."""
-    import keras
-    import tensorflow as tf
-
-    class FusedBatchNormalization(keras.layers.BatchNormalization):
-        def call(self, inputs, training=None, mask=None):
-            if (not (training and self.trainable) or mask is not None or self.renorm
-                    or len(inputs.shape) != 4 or self.axis not in (-1, 3)):
-                return super().call(inputs, training=training, mask=mask)
-            channels = inputs.shape[-1]
-            gamma = self.gamma if self.scale else tf.ones([channels])
-            beta = self.beta if self.center else tf.zeros([channels])
-            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(  # float32 statistics
-                inputs, gamma, beta, epsilon=self.epsilon, is_training=True)
-            # The op gives the unbiased variance for the moving average; Keras uses the biased.
-            count = tf.cast(tf.size(inputs) // channels, tf.float32)
-            variance = variance * (count - 1) / count
-            self.moving_mean.assign(self.moving_mean * self.momentum
-                                    + mean * (1.0 - self.momentum))
-            self.moving_variance.assign(self.moving_variance * self.momentum
-                                        + variance * (1.0 - self.momentum))
-            return tf.cast(outputs, self.compute_dtype)
-
-    keras.layers.BatchNormalization = FusedBatchNormalization
 
 
 def jit_step(model, optimizer, args):
@@ -164,13 +135,11 @@ def training_stream(args, data_options=None):
 
 def training_task(csv, image_root, model_name='resnet_v1_50', height=256, width=128,
                   batch_p=18, batch_k=4, loading_threads=2, jit_compile=False, policy=None,
-                  intra_op=None, inter_op=None, data_options=None, fused_bn=False):
+                  intra_op=None, inter_op=None, data_options=None, keras_bn=False):
     """One step of train.py (`build_training`, `make_train_step`: Adam, batch-hard soft
     margin; `policy` is its --mixed_precision) on the next batch of data.pipeline;
-    `fused_bn`: with `use_fused_batch_norm`."""
+    `keras_bn`: with Keras' batch norm instead of the fused one (as before it was adopted)."""
     configure_tensorflow(intra_op, inter_op)
-    if fused_bn:
-        use_fused_batch_norm()
     import tensorflow as tf
     import train
     args = train_args(csv, image_root, model_name, height, width, batch_p, batch_k,
@@ -178,7 +147,8 @@ def training_task(csv, image_root, model_name='resnet_v1_50', height=256, width=
     args.mixed_precision = policy or 'none'
     stream, num_identities = training_stream(args, data_options)
     model, optimizer, identity = train.build_training(args, tf.distribute.get_strategy(),
-                                                      num_identities)
+                                                      num_identities,
+                                                      fused_batch_norm=not keras_bn)
     if jit_compile:
         step = jit_step(model, optimizer, args)
     else:
@@ -214,9 +184,9 @@ def contenders(options, csv, root):
     ours = [Contender('tensorflow', 'bench_train:training_task',
                       dict(csv=csv, image_root=root, model_name=options.model_name, **size),
                       warmup=options.warmup)]
-    if options.fused_bn:
-        ours.append(Contender('tensorflow_fused_bn', 'bench_train:training_task',
-                              dict(ours[0].kwargs, fused_bn=True), warmup=options.warmup))
+    if options.keras_bn:
+        ours.append(Contender('tensorflow_keras_bn', 'bench_train:training_task',
+                              dict(ours[0].kwargs, keras_bn=True), warmup=options.warmup))
     return ours + torch_contenders(options, 'torch_reid:training_task', csv=csv,
                                      image_root=root, layout=options.layout, **size)
 
@@ -238,8 +208,8 @@ def main():
     parser.add_argument('--torch', nargs='+', default=['pytorch', 'pytorch_tuned'],
                         choices=['pytorch', 'pytorch_tuned'],
                         help='The PyTorch variants: as a peer runs it, as tuned here.')
-    parser.add_argument('--fused_bn', action='store_true',
-                        help='Also ours with fused batch norm (use_fused_batch_norm).')
+    parser.add_argument('--keras_bn', action='store_true',
+                        help="Also ours with Keras' batch norm instead of the fused one.")
     parser.add_argument('--layout', default='slim', choices=['slim', 'torchvision'],
                         help="The PyTorch ResNet-50's: ours exactly, or torchvision's v1.5.")
     benchlib.add_output_flags(parser, 'train')
