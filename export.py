@@ -25,6 +25,7 @@ import tensorflow as tf  # noqa: E402
 
 import embed  # noqa: E402
 from common import InputError  # noqa: E402
+from nets.fused_batch_norm import fuse  # noqa: E402
 
 SIGNATURE = 'serving_default'
 INPUT_NAME, OUTPUT_NAME = 'images', 'embeddings'
@@ -126,9 +127,11 @@ def main(argv=None):
     embed.experiment_args(args)
     model, checkpoint = embed.load_model(args)
     size = (args.net_input_height, args.net_input_width)
-    portable = portable_model(model, size)
     for format_, path in paths.items():
         began = time.time()
+        # A SavedModel holds TensorFlow ops only, and runs faster with fused batch norms; a
+        # .keras file holds layers, and must hold Keras' own to load without this project.
+        portable = portable_model(fuse(model) if format_ == 'savedmodel' else model, size)
         write_atomically(path, lambda tmp: WRITERS[format_](portable, tmp))
         print(f'Exported {checkpoint} ({args.model_name} + {args.head_name}, input '
               f'{size[0]}x{size[1]}, {args.embedding_dim}-D) to {path}: {format_}, '

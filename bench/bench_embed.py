@@ -14,7 +14,8 @@ call of `embed` builds its tf.data pipeline and traces its tf.function anew, a f
 a real run (thousands of images) pays once: it is measured apart (the best of three calls on
 one image, after a first full call) and `steady_images_per_second` leaves it out. Part
 `inference`: one fixed batch of 64 random 256x128 images through resnet_v1_50 + fc1024 in
-inference mode: ours as embed.py runs it (a tf.function of `model(batch, training=False)`),
+inference mode: ours as embed.py runs it (a tf.function of `model(batch, training=False)`, the
+model's batch norms fused; `--keras_bn` adds ours with Keras' batch norms),
 PyTorch's (bench/torch_reid.py, eval mode under inference_mode) as a peer runs it and as tuned
 here. Contenders alternate round by round, each in its own process.
 """
@@ -57,12 +58,16 @@ def embed_task(csv, image_root, model_name, views, images, batch_size=256):
                 info={'per_call_overhead_seconds': round(min(overhead), 3)})
 
 
-def inference_task(batch=64, height=256, width=128, model_name='resnet_v1_50'):
-    """Ours: the forward pass embed.py makes, on one fixed batch."""
+def inference_task(batch=64, height=256, width=128, model_name='resnet_v1_50', keras_bn=False):
+    """Ours: the forward pass embed.py makes (fused batch norms), on one fixed batch;
+    `keras_bn`: with Keras' batch norms instead (as before the fused ones were adopted)."""
     configure_tensorflow()
     import tensorflow as tf
     from embedding_model import build_model
+    from nets.fused_batch_norm import fuse
     model = build_model(model_name, 'fc1024', 128)
+    if not keras_bn:
+        model = fuse(model)
     forward = tf.function(lambda batch: model(batch, training=False),
                           input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
     images = tf.random.uniform([batch, height, width, 3], 0, 255)
@@ -91,6 +96,9 @@ def run_inference(options):
     size = dict(batch=options.batch, height=options.height, width=options.width)
     contenders = [Contender('tensorflow', 'bench_embed:inference_task', size,
                             warmup=options.warmup)]
+    if options.keras_bn:
+        contenders.append(Contender('tensorflow_keras_bn', 'bench_embed:inference_task',
+                                    dict(size, keras_bn=True), warmup=options.warmup))
     contenders += torch_contenders(options, 'torch_reid:inference_task', **size)
     results = benchlib.alternate(contenders, options.rounds, options.calls)
     result = {'model_name': 'resnet_v1_50', 'input': [options.height, options.width],
@@ -98,7 +106,8 @@ def run_inference(options):
               'calls_per_round': options.calls, 'contenders': results}
     for name in results:
         if name.startswith('pytorch'):
-            result[f'ratio_tensorflow_over_{name}'] = benchlib.ratio(results, 'tensorflow', name)
+            for ours in (n for n in results if n.startswith('tensorflow')):
+                result[f'ratio_{ours}_over_{name}'] = benchlib.ratio(results, ours, name)
     return result
 
 
@@ -117,6 +126,8 @@ def main():
     parser.add_argument('--torch', nargs='+', default=['pytorch', 'pytorch_tuned'],
                         choices=['pytorch', 'pytorch_tuned'])
     parser.add_argument('--no_torch', action='store_true')
+    parser.add_argument('--keras_bn', action='store_true',
+                        help="Inference: also ours with Keras' batch norm instead of the fused one.")
     benchlib.add_output_flags(parser, 'embed')
     options = parser.parse_args()
     options.models = list(IMAGES)

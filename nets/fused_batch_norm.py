@@ -4,11 +4,13 @@ Keras 3 builds `BatchNormalization` on TensorFlow from `moments` and element-wis
 dozen passes over each activation and its gradient, about a third of a ResNet-50 training
 step on a CPU (BENCHMARKS.md, "Where the time goes"). tf.keras, and the official TF1 code
 through slim's `batch_norm`, ran one `FusedBatchNormV3` kernel instead (oneDNN on CPU, cuDNN
-on GPU), and so does this layer, in training mode: 1.3x the ResNet-50 step, 1.7x LuNet's.
+on GPU), and so does this layer: in training and in inference, where TensorFlow's graph
+optimizer can also fold it into the convolution before it.
 
-Its variables, configuration and inference are Keras' own, so checkpoints and weight files
-are the same either way. The backbones are built with Keras' layer (what `embed.py` runs and
-`export.py` saves, loadable by plain Keras); `train.py` swaps in this one with `fuse`.
+Its variables and configuration are Keras' own, so checkpoints and weight files are the same
+either way. The networks are built with Keras' layer (what `export.py` saves as a `.keras`
+file, loadable by plain Keras); `train.py`, `embed.py` and exported SavedModels swap in this
+one with `fuse`.
 """
 import keras
 import tensorflow as tf
@@ -16,35 +18,43 @@ import tensorflow as tf
 
 @keras.saving.register_keras_serializable(package='triplet_reid')
 class FusedBatchNormalization(keras.layers.BatchNormalization):
-    """`keras.layers.BatchNormalization` whose training-mode call on 4-D channels-last input
-    is `FusedBatchNormV3`; every other case (inference, a mask, renorm, synchronized moments
-    across replicas, other ranks or axes) is Keras' own code."""
+    """`keras.layers.BatchNormalization` computed by `FusedBatchNormV3` on 4-D channels-last
+    input; the other cases (a mask, renorm, synchronized moments across replicas, other ranks
+    or axes) are Keras' own code."""
 
-    def fuses(self, inputs, training, mask):
-        return bool(training and self.trainable and mask is None and not self.renorm
-                    and not self.synchronized and len(inputs.shape) == 4
-                    and self.axis in (-1, 3))
+    def fuses(self, inputs, mask):
+        return (mask is None and not self.renorm and not self.synchronized
+                and len(inputs.shape) == 4 and self.axis in (-1, 3))
 
     def call(self, inputs, training=None, mask=None):
-        if not self.fuses(inputs, training, mask):
+        if not self.fuses(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
         channels = inputs.shape[-1]
+        training = bool(training and self.trainable)  # a frozen layer normalizes as in inference
         # float16/bfloat16 activations go in as they are: the op keeps its statistics in
         # float32, which is what Keras' up-cast is for.
         outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
             x=inputs, scale=self.gamma if self.scale else tf.ones([channels]),
             offset=self.beta if self.center else tf.zeros([channels]),
-            mean=tf.constant([]), variance=tf.constant([]), epsilon=self.epsilon,
-            is_training=True)
-        # The op returns the unbiased variance (cuDNN's convention for the moving average);
-        # Keras averages the biased one. multiply_no_nan: a single value per channel has
-        # variance 0, not 0 x inf.
-        count = tf.cast(tf.size(inputs) // channels, tf.float32)
+            mean=tf.constant([]) if training else self.moving_mean,
+            variance=tf.constant([]) if training else self.moving_variance,
+            epsilon=self.epsilon, is_training=training)
+        if training:
+            self.update_moving_statistics(mean, variance, tf.size(inputs) // channels)
+        return tf.cast(outputs, self.compute_dtype)
+
+    def update_moving_statistics(self, mean, variance, count):
+        """Keras' update, from the op's batch statistics over `count` values per channel.
+
+        The op returns the unbiased variance (cuDNN's convention for the moving average);
+        Keras averages the biased one. multiply_no_nan: a single value per channel has
+        variance 0, not 0 x inf.
+        """
+        count = tf.cast(count, tf.float32)
         variance = tf.math.multiply_no_nan(variance, (count - 1) / count)
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum
                                     + variance * (1 - self.momentum))
-        return tf.cast(outputs, self.compute_dtype)
 
 
 def fuse(model):

@@ -76,16 +76,32 @@ def test_one_value_per_channel_has_variance_zero():
     assert np.isfinite(fused.moving_variance.numpy()).all()
 
 
-@pytest.mark.parametrize('case', ['inference', 'frozen', '2-D', 'synchronized'])
-def test_other_calls_are_keras_own_exactly(case):
+@pytest.mark.parametrize('config', CONFIGS)
+@pytest.mark.parametrize('frozen', [False, True])
+def test_inference_by_hand(config, frozen):
+    """Inference, and a frozen layer in training (which Keras normalizes as in inference):
+    the moving statistics, left as they are."""
+    x = batch()
+    _, fused = pair(config)
+    fused.trainable = not frozen
+    before = [w.numpy() for w in fused.weights]
+    weights = dict(zip([w.name for w in fused.weights], before))
+    y = fused(x, training=frozen).numpy()
+    expected = ((x - weights['moving_mean']) / np.sqrt(weights['moving_variance']
+                                                       + config['epsilon'])
+                * weights.get('gamma', 1) + weights.get('beta', 0))
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    for was, now in zip(before, fused.weights):
+        np.testing.assert_array_equal(now, was)
+
+
+@pytest.mark.parametrize('case', ['2-D', 'synchronized'])
+def test_unfused_cases_are_keras_own_exactly(case):
     x = batch((6, 4) if case == '2-D' else (6, 5, 3, 4))
     keras_bn, fused = pair(CONFIGS[0], x.ndim)
-    if case == 'frozen':
-        keras_bn.trainable = fused.trainable = False
     if case == 'synchronized':
         keras_bn.synchronized = fused.synchronized = True
-    training = case != 'inference'
-    np.testing.assert_array_equal(fused(x, training=training), keras_bn(x, training=training))
+    np.testing.assert_array_equal(fused(x, training=True), keras_bn(x, training=True))
     np.testing.assert_array_equal(fused.moving_mean, keras_bn.moving_mean)
     np.testing.assert_array_equal(fused.moving_variance, keras_bn.moving_variance)
 
@@ -94,7 +110,7 @@ def op_types(function, *args):
     return {op.type for op in function.get_concrete_function(*args).graph.get_operations()}
 
 
-def test_the_training_step_runs_fused_kernels():
+def test_training_and_inference_run_fused_kernels():
     _, fused = pair(CONFIGS[0])
     x = tf.constant(batch())
 
@@ -108,6 +124,8 @@ def test_the_training_step_runs_fused_kernels():
     types = op_types(step, x)
     assert {'FusedBatchNormV3', 'FusedBatchNormGradV3'} <= types
     assert 'Mean' not in types and 'SquaredDifference' not in types
+    types = op_types(tf.function(lambda x: fused(x, training=False)), x)
+    assert 'FusedBatchNormV3' in types and 'Rsqrt' not in types
 
 
 @pytest.mark.parametrize('policy', ['mixed_bfloat16', 'mixed_float16'])
@@ -139,7 +157,20 @@ def test_fuse_replaces_every_batch_norm_and_shares_the_rest():
     shared = {id(w) for w in model.weights} & {id(w) for w in fused.weights}
     assert len(shared) == len(model.weights) - 4 * len(norms)  # all but the batch norms'
     x = batch((3, 32, 16, 3)) * 30
-    np.testing.assert_array_equal(fused(x), model(x))  # inference: the same function
+    assert_same_function(fused, model, x)
+
+
+def assert_same_function(a, b, x):
+    """Equal embeddings to float32 rounding, in inference and in training."""
+    for training in (False, True):
+        np.testing.assert_allclose(a(x, training=training), b(x, training=training),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def assert_same_weights(a, b):
+    assert [w.path for w in a.weights] == [w.path for w in b.weights]
+    for wa, wb in zip(a.weights, b.weights):
+        np.testing.assert_array_equal(wa, wb)
 
 
 def test_checkpoints_restore_either_way(tmp_path):
@@ -149,12 +180,13 @@ def test_checkpoints_restore_either_way(tmp_path):
     path = tf.train.Checkpoint(model=fused).write(str(tmp_path / 'fused'))
     plain = build_model('lunet', 'fc1024', 8)
     restore_model(plain, path)
-    np.testing.assert_array_equal(plain(x), fused(x))
+    assert_same_weights(plain, fused)
     # ...and a checkpoint of Keras' layers (all checkpoints before fusing) into a fused model
+    plain(x, training=True)
     path = tf.train.Checkpoint(model=plain).write(str(tmp_path / 'plain'))
     fused_again = fuse(build_model('lunet', 'fc1024', 8))
     restore_model(fused_again, path)
-    np.testing.assert_array_equal(fused_again(x), plain(x))
+    assert_same_weights(fused_again, plain)
 
 
 def test_a_fused_model_saves_and_loads(tmp_path):
