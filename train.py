@@ -121,11 +121,14 @@ def build_parser():
              'without GPUs).')
     add('--sync_batch_norm', action='store_true',
         help='Under --distribution, batch-norm statistics over the global batch (as on one '
-             'device) instead of each replica\'s share.')
+             'device) instead of each replica\'s share (Keras\'s batch-norm code, which '
+             'all-reduces the moments, instead of the fused kernel).')
     add('--mixed_precision', default='none', choices=['none', 'mixed_float16', 'mixed_bfloat16'],
         help='Compute in 16-bit floats, keep the weights in 32-bit (Keras\'s mixed precision). '
-             'mixed_float16 scales the loss dynamically against underflow. For GPUs: on CPUs '
-             'it is slower.')
+             'mixed_float16 scales the loss dynamically against underflow; it is for GPUs '
+             '(slower on CPUs). mixed_bfloat16 also runs faster on CPUs with AVX512_BF16 '
+             '(1.8x for resnet_v1_50, BENCHMARKS.md), but moves the first gradients far from '
+             'float32\'s: check it against a float32 run before relying on it.')
     add('--deterministic', action='store_true',
         help='Make every op deterministic (tf.config.experimental.enable_op_determinism): '
              'with the same --seed, hardware and thread counts, a run gives bit-identical '

@@ -104,10 +104,7 @@ def run_inference(options):
     result = {'model_name': 'resnet_v1_50', 'input': [options.height, options.width],
               'batch': options.batch, 'rounds': options.rounds,
               'calls_per_round': options.calls, 'contenders': results}
-    for name in results:
-        if name.startswith('pytorch'):
-            for ours in (n for n in results if n.startswith('tensorflow')):
-                result[f'ratio_{ours}_over_{name}'] = benchlib.ratio(results, ours, name)
+    result.update(benchlib.peer_ratios(results))
     return result
 
 

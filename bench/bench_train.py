@@ -228,11 +228,9 @@ def main():
     result = {'model_name': options.model_name, 'input': [options.height, options.width],
               'batch': [options.batch_p, options.batch_k], 'rounds': options.rounds,
               'steps_per_round': options.steps, 'contenders': results}
-    for name in results:
-        if name.startswith('pytorch'):
-            result['torch_layout'] = options.layout
-            for ours in (n for n in results if n.startswith('tensorflow')):
-                result[f'ratio_{ours}_over_{name}'] = benchlib.ratio(results, ours, name)
+    if any(name.startswith('pytorch') for name in results):
+        result['torch_layout'] = options.layout
+    result.update(benchlib.peer_ratios(results))
     name = 'train_' + options.model_name + ('_torchvision' if options.layout != 'slim' else '')
     benchlib.write_results(result, options, name)
 

@@ -26,7 +26,6 @@ from typing import Callable
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 RESULTS = os.path.join(BENCH, 'results')
-DATE = '2026-11-23'  # the date of the committed figures (the machine's clock is not trusted)
 if ROOT not in sys.path:  # the project's modules, for the bench scripts run by hand
     sys.path.insert(1, ROOT)
 
@@ -88,7 +87,8 @@ def machine():
         'cpu_model': info.get('model'), 'mhz': float(info.get('cpu MHz', 0)),
         'simd_flags': [flag for flag in wanted if flag in flags],
         'cores': os.cpu_count(), 'memory_gib': memory, 'arch': platform.machine(),
-        'python': platform.python_version(), 'versions': versions(), 'date': DATE,
+        'python': platform.python_version(), 'versions': versions(),
+        'date': time.strftime('%Y-%m-%d'),
     }
 
 
@@ -193,6 +193,16 @@ def ratio(results, numerator, denominator):
     """Per-round ratio of two contenders' images/s (they ran back to back), summarised."""
     return summary([a / b for a, b in zip(results[numerator]['rates'],
                                           results[denominator]['rates'])])
+
+
+def peer_ratios(results):
+    """`ratio_<a>_over_<b>` of each of ours (contenders named tensorflow*) over each PyTorch
+    contender, and of ours over ours with Keras' batch norm (`tensorflow_keras_bn`)."""
+    ours = [name for name in results if name.startswith('tensorflow')]
+    pairs = [(a, b) for a in ours for b in results if b.startswith('pytorch')]
+    if 'tensorflow_keras_bn' in results:
+        pairs.append(('tensorflow', 'tensorflow_keras_bn'))
+    return {f'ratio_{a}_over_{b}': ratio(results, a, b) for a, b in pairs}
 
 
 def cpu_seconds(pid='self'):
