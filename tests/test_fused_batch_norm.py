@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 from checkpoints import restore_model
 from embedding_model import build_model
+from nets import NETS
 from nets.fused_batch_norm import FusedBatchNormalization, fuse
 
 CONFIGS = [dict(momentum=0.997, epsilon=1e-5),  # resnet_v1's
@@ -196,3 +197,15 @@ def test_a_fused_model_saves_and_loads(tmp_path):
     assert all(type(layer) is FusedBatchNormalization for layer in batch_norms(loaded))
     x = batch((2, 32, 16, 3)) * 30
     np.testing.assert_array_equal(loaded(x), fused(x))
+
+
+@pytest.mark.parametrize('model_name', sorted(NETS))
+def test_fuse_fits_every_backbone(model_name):
+    model = build_model(model_name, 'bnneck', 16)
+    fused = fuse(model)
+    norms = batch_norms(fused)
+    assert norms and all(type(layer) is FusedBatchNormalization for layer in norms)
+    assert len(norms) == len(batch_norms(model))
+    assert fused.get_layer('bnneck').input.shape == model.get_layer('bnneck').input.shape
+    x = batch((2, 64, 32, 3)) * 30
+    np.testing.assert_allclose(fused(x), model(x), rtol=1e-4, atol=1e-4)
