@@ -1,4 +1,4 @@
-"""Batch normalization that trains with one fused kernel forward and one backward.
+"""Batch normalization as one fused kernel forward and one backward, as tf.keras ran it.
 
 Keras 3 builds `BatchNormalization` on TensorFlow from `moments` and element-wise ops: a
 dozen passes over each activation and its gradient, about a third of a ResNet-50 training
