@@ -10,133 +10,44 @@ Formats: a TensorFlow SavedModel directory, for `tf.saved_model.load` (signature
 layers only, for `keras.models.load_model` (input `images`, output `embeddings`).
 """
 import argparse
-import os
-import shutil
 import sys
-import tempfile
-import time
 
-import common
+from tripletreid import cli, experiment, files
 
-common.quiet_tensorflow()
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import embed  # noqa: E402
-from common import InputError  # noqa: E402
-from nets.fused_batch_norm import fuse  # noqa: E402
-
-SIGNATURE = 'serving_default'
-INPUT_NAME, OUTPUT_NAME = 'images', 'embeddings'
-KERAS_SUFFIX = '.keras'
+FORMATS = ('savedmodel', 'keras', 'both')
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    embed.add_experiment_flags(parser)
+    parser = cli.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    experiment.add_experiment_flags(parser)
     add = parser.add_argument
     add('--output', required=True,
         help='Where to write: the SavedModel directory, or the Keras file (ending in .keras); '
              'with --format both, the SavedModel directory, and the Keras file is '
              '<output>.keras.')
-    add('--format', choices=['savedmodel', 'keras', 'both'], default=None,
+    add('--format', choices=FORMATS, default=None,
         help='What to write (default: keras if --output ends in .keras, else savedmodel).')
     add('--overwrite', action='store_true', help='Replace existing outputs.')
     return parser
 
 
-def output_paths(output, format_):
-    """{format: path} to write, from --output and --format (see their help)."""
-    output = os.path.normpath(output)
-    is_keras = output.endswith(KERAS_SUFFIX)
-    format_ = format_ or ('keras' if is_keras else 'savedmodel')
-    if format_ == 'keras' and not is_keras:
-        raise InputError(f'--output {output}: a Keras file must end in {KERAS_SUFFIX}')
-    if format_ != 'keras' and is_keras:
-        raise InputError(f'--output {output}: with --format {format_}, --output names the '
-                         f'SavedModel directory, without {KERAS_SUFFIX}')
-    paths = {'savedmodel': output, 'keras': output + KERAS_SUFFIX} if format_ == 'both' else {
-        format_: output}
-    return paths
-
-
-def portable_model(model, size):
-    """uint8 images of any size to embeddings, with the resizing inside; core layers only."""
-    images = keras.Input((None, None, 3), dtype='uint8', name=INPUT_NAME)
-    # Only a cast: Resizing would round a uint8 input's result back to uint8.
-    floats = keras.layers.Rescaling(1.0, name='to_float32')(images)
-    # Resizing's call defaults to training=True, which Keras would pass on to the batch norms
-    # after it when the model is called without `training` (batch statistics, and updated
-    # moving averages). An explicit False keeps a plain call in inference mode; a caller's
-    # own `training` still takes precedence.
-    resized = keras.layers.Resizing(*size, interpolation='bilinear', name='resize')(
-        floats, training=False)
-    embeddings = keras.layers.Identity(name=OUTPUT_NAME)(model(resized))
-    return keras.Model(images, embeddings, name=f'{model.name}_uint8')
-
-
-def write_saved_model(portable, path):
-    """A SavedModel whose `serving_default` signature takes uint8 images of any size.
-
-    The endpoint carries the variables it uses; `archive.track(portable)` would store each of
-    them a second time and double the file.
-    """
-    archive = keras.export.ExportArchive()
-    archive.add_endpoint(
-        SIGNATURE, lambda images: {OUTPUT_NAME: portable(images, training=False)},
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)])
-    archive.write_out(path, verbose=False)
-
-
-WRITERS = {'savedmodel': write_saved_model, 'keras': keras.Model.save}
-
-
-def write_atomically(path, write):
-    """`write(tmp)` beside `path`, then rename: an interrupted export leaves no partial model.
-
-    Works for directories (a SavedModel) too: an output being replaced is first moved into the
-    staging folder, which is then deleted with it.
-    """
-    staging = tempfile.mkdtemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp',
-                               dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        tmp = os.path.join(staging, os.path.basename(path))
-        write(tmp)
-        if os.path.lexists(path):
-            os.replace(path, os.path.join(staging, 'replaced'))
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(staging)
-
-
-def size_mb(path):
-    """Megabytes of a file or of a directory tree, for the report."""
-    if os.path.isfile(path):
-        return os.path.getsize(path) / 1e6
-    return sum(os.path.getsize(os.path.join(folder, name))
-               for folder, _, names in os.walk(path) for name in names) / 1e6
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    paths = output_paths(args.output, args.format)
+    cli.quiet_tensorflow()
+    from tripletreid import exporting, inference
+    paths = exporting.output_paths(args.output, args.format)
     for path in paths.values():
-        common.check_output(path, args.overwrite)
-    embed.experiment_args(args)
-    model, checkpoint = embed.load_model(args)
-    size = (args.net_input_height, args.net_input_width)
+        files.check_output(path, args.overwrite)
+    spec, _ = experiment.read_experiment(args.experiment_root)
+    model, checkpoint = inference.load_model(args.experiment_root, spec, args.checkpoint)
     for format_, path in paths.items():
-        began = time.time()
-        # A SavedModel holds TensorFlow ops only, and runs faster with fused batch norms; a
-        # .keras file holds layers, and must hold Keras' own to load without this project.
-        portable = portable_model(fuse(model) if format_ == 'savedmodel' else model, size)
-        write_atomically(path, lambda tmp: WRITERS[format_](portable, tmp))
-        print(f'Exported {checkpoint} ({args.model_name} + {args.head_name}, input '
-              f'{size[0]}x{size[1]}, {args.embedding_dim}-D) to {path}: {format_}, '
-              f'{size_mb(path):.1f} MB, {time.time() - began:.1f} s', file=sys.stderr)
+        seconds = exporting.export(model, format_, path, spec.net_size)
+        print(f'Exported {checkpoint} ({spec.model_name} + {spec.head_name}, input '
+              f'{spec.net_input_height}x{spec.net_input_width}, {spec.embedding_dim}-D) to '
+              f'{path}: {format_}, {exporting.size_mb(path):.1f} MB, {seconds:.1f} s',
+              file=sys.stderr)
 
 
 if __name__ == '__main__':
-    common.run_cli(main)
+    cli.run(main)

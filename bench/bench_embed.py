@@ -26,35 +26,36 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import benchlib  # noqa: E402
-from bench_train import SIZES, configure_tensorflow, demo_images, torch_contenders  # noqa: E402
-from benchlib import Contender, Task  # noqa: E402
+import benchlib
+from tasks import SIZES, configure_tensorflow, demo_images, torch_contenders
+from benchlib import Contender, Task
 
-VIEWS = {'none': dict(flip_augment=False, crop_augment=None),
-         'flip_five': dict(flip_augment=True, crop_augment='five')}
+VIEWS = {'none': dict(flip=False, crop=None), 'flip_five': dict(flip=True, crop='five')}
 IMAGES = {'resnet_v1_50': 64, 'lunet': 256}
 
 
 def embed_task(csv, image_root, model_name, views, images, batch_size=256):
-    """embed.embed over the first `images` images of the CSV."""
+    """inference.embed (what embed.py runs) over the first `images` images of the CSV."""
     configure_tensorflow()
-    import embed
-    from data import csv_dataset, pipeline
-    from embedding_model import build_model
+    from tripletreid import csv_dataset, experiment, inference, pipeline
+    from tripletreid.model import build_model
     height, width = SIZES.get(model_name, (256, 128))
-    args = argparse.Namespace(
-        net_input_height=height, net_input_width=width, pre_crop_height=height * 9 // 8,
-        pre_crop_width=width * 9 // 8, embedding_dim=128, loading_threads=2,
-        batch_size=batch_size, quiet=True, **VIEWS[views])
+    spec = experiment.ModelSpec(model_name, 'fc1024', 128, height, width, height * 9 // 8,
+                                width * 9 // 8)
     model = build_model(model_name, 'fc1024', 128)
     paths = pipeline.image_paths(csv_dataset.read_csv(csv).fids[:images], image_root)
-    embed.embed(args, model, paths)  # the one-time costs of the first call
+
+    def run(some_paths):
+        return inference.embed(model, some_paths, spec, inference.Views(**VIEWS[views]),
+                               batch_size, loading_threads=2, quiet=True)
+
+    run(paths)  # the one-time costs of the first call
     overhead = []
     for _ in range(3):
         began = time.perf_counter()
-        embed.embed(args, model, paths[:1])
+        run(paths[:1])
         overhead.append(time.perf_counter() - began)
-    return Task(lambda: embed.embed(args, model, paths), len(paths),
+    return Task(lambda: run(paths), len(paths),
                 info={'per_call_overhead_seconds': round(min(overhead), 3)})
 
 
@@ -63,8 +64,8 @@ def inference_task(batch=64, height=256, width=128, model_name='resnet_v1_50', k
     `keras_bn`: with Keras' batch norms instead (as before the fused ones were adopted)."""
     configure_tensorflow()
     import tensorflow as tf
-    from embedding_model import build_model
-    from nets.fused_batch_norm import fuse
+    from tripletreid.model import build_model
+    from tripletreid.fused_batch_norm import fuse
     model = build_model(model_name, 'fc1024', 128)
     if not keras_bn:
         model = fuse(model)
@@ -124,7 +125,8 @@ def main():
                         choices=['pytorch', 'pytorch_tuned'])
     parser.add_argument('--no_torch', action='store_true')
     parser.add_argument('--keras_bn', action='store_true',
-                        help="Inference: also ours with Keras' batch norm instead of the fused one.")
+                        help="Inference: also ours with Keras' batch norm instead of the fused "
+                             'one.')
     benchlib.add_output_flags(parser, 'embed')
     options = parser.parse_args()
     options.models = list(IMAGES)

@@ -19,11 +19,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import benchlib  # noqa: E402
-import excluders  # noqa: E402
-from data.csv_dataset import Dataset  # noqa: E402
-from evaluate import evaluate_embeddings  # noqa: E402
-from reranking import RerankOptions  # noqa: E402
+import benchlib
+import excluders
+from tripletreid.csv_dataset import Dataset
+from tripletreid.evaluation import evaluate_embeddings
+from tripletreid.reranking import RerankOptions
 
 N_QUERY, N_GALLERY, DIM = 3368, 15913, 128
 N_IDENTITY, N_DISTRACTOR, N_JUNK, N_CAMERA = 750, 2793, 1000, 6

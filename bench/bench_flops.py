@@ -23,8 +23,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import benchlib  # noqa: E402
-from bench_train import configure_tensorflow  # noqa: E402
+import benchlib
+from tasks import configure_tensorflow
 
 
 def tensorflow_forward_flops(height, width):
@@ -32,7 +32,7 @@ def tensorflow_forward_flops(height, width):
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2)
-    from embedding_model import build_model
+    from tripletreid.model import build_model
     model = build_model('resnet_v1_50', 'fc1024', 128)
     forward = tf.function(lambda images: model(images, training=False))
     frozen = convert_variables_to_constants_v2(forward.get_concrete_function(

@@ -8,7 +8,7 @@ the same run, alternated round by round, each contender in its own process.
 
 Options (name: what changes):
 - xla_jit: the gradient and the Adam update in a `tf.function(jit_compile=True)`
-  (bench_train.jit_step; the monitoring outside, XLA refuses its dynamic shapes);
+  (tasks.jit_step; the monitoring outside, XLA refuses its dynamic shapes);
 - xla_auto_jit: TF_XLA_FLAGS='--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit' (XLA clusters
   found automatically, no code change);
 - onednn_off: TF_ENABLE_ONEDNN_OPTS=0 (Eigen kernels instead of oneDNN's);
@@ -20,7 +20,7 @@ Options (name: what changes):
   and loss; the CPU has AVX512_BF16);
 - keras_batch_norm: Keras 3's batch norm (moments and element-wise ops) instead of train.py's
   fused one (nets/fused_batch_norm.py), as train.py trained before it adopted that;
-- autotune, private_threads_2, cache_decoded: tf.data settings (see bench_train.training_stream).
+- autotune, private_threads_2, cache_decoded: tf.data settings (see tasks.training_stream).
 
 Options run in groups (a group and the baseline alternate; a group's workers are in memory
 together, about 5 GB each for resnet_v1_50), one group after the other; each option's figure
@@ -35,10 +35,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import benchlib  # noqa: E402
-from bench_train import (SIZES, configure_tensorflow, demo_images, train_args,  # noqa: E402
+import benchlib
+from tasks import (SIZES, configure_tensorflow, demo_images, train_args,
                          training_stream)
-from benchlib import Contender  # noqa: E402
+from benchlib import Contender
 
 OPTIONS = {  # name: (training_task keyword arguments, environment)
     'baseline': ({}, {}),
@@ -72,9 +72,9 @@ def numerics(csv, root, model_name, height, width):
     import keras
     import numpy as np
     import tensorflow as tf
-    from embedding_model import build_model
-    from loss import batch_hard, cdist
-    from nets.fused_batch_norm import fuse
+    from tripletreid.model import build_model
+    from tripletreid.losses.triplet import batch_hard, cdist
+    from tripletreid.fused_batch_norm import fuse
     images, labels, _ = next(training_stream(train_args(csv, root, model_name, height,
                                                        width))[0])
 
@@ -147,7 +147,7 @@ def main():
               'rounds': options.rounds, 'steps_per_round': steps, 'groups': {}}
     with demo_images() as (csv, root):
         for group in groups:
-            contenders = [Contender(name, 'bench_train:training_task',
+            contenders = [Contender(name, 'tasks:training_task',
                                     dict(csv=csv, image_root=root, model_name=options.model_name,
                                          height=height, width=width, **batch, **OPTIONS[name][0]),
                                     OPTIONS[name][1], warmup=options.warmup)

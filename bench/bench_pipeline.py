@@ -23,10 +23,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import benchlib  # noqa: E402
-from bench_train import (configure_tensorflow, demo_images, train_args,  # noqa: E402
+import benchlib
+from tasks import (configure_tensorflow, demo_images, train_args,
                          training_stream)
-from benchlib import Contender, Task  # noqa: E402
+from benchlib import Contender, Task
 
 CONFIGS = {'pipeline_256x128': ('resnet_v1_50', 256, 128), 'pipeline_128x64': ('lunet', 128, 64)}
 OPTIONS = {'autotune': {'autotune': True}, 'private_threads_2': {'private_threads': 2},
@@ -45,7 +45,7 @@ def decode_task(csv, image_root, batch=72, threads=2):
     """The next batch of the CSV's images, only read and decoded (all are 128x64)."""
     configure_tensorflow()
     import tensorflow as tf
-    from data import csv_dataset, pipeline
+    from tripletreid import csv_dataset, pipeline
     paths = pipeline.image_paths(csv_dataset.read_csv(csv).fids, image_root)
 
     def decode(path):

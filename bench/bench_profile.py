@@ -21,8 +21,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import benchlib  # noqa: E402
-from bench_train import SIZES, demo_images, training_task  # noqa: E402
+import benchlib
+from tasks import SIZES, demo_images, training_task
 
 PHASES = (('backward', 'gradient_tape/'), ('optimizer', 'adam/'))
 

@@ -16,49 +16,43 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
-import common  # noqa: E402
-
-common.quiet_tensorflow()
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
-
-import evaluate  # noqa: E402
-import train  # noqa: E402
-from data.csv_dataset import Dataset  # noqa: E402
-from data.pipeline import PKSampler  # noqa: E402
-from excluders.diagonal import DiagonalExcluder  # noqa: E402
-from loss import METRICS  # noqa: E402
+from excluders.diagonal import DiagonalExcluder
+from tripletreid import cli, evaluation, files
+from tripletreid.csv_dataset import Dataset
+from tripletreid.metrics import METRICS
+from tripletreid.pipeline import PKSampler
+from tripletreid.schedules import make_optimizer, make_schedule
+from tripletreid.training import make_train_step
 
 NUM_CLASSES = 10
 TEST_FRACTION = 1 / 3
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add('--output', required=True, help='PNG file for the scatter plot of the test embedding.')
     add('--overwrite', action='store_true', help='Replace --output if it exists.')
-    add('--steps', default=2000, type=common.positive_int, dest='train_iterations', metavar='N',
+    add('--steps', default=2000, type=cli.positive_int, dest='train_iterations', metavar='N',
         help='Training steps (default: %(default)s).')
-    add('--seed', default=0, type=common.nonnegative_int,
+    add('--seed', default=0, type=cli.nonnegative_int,
         help='Seed of the split, the weights and every batch (default: %(default)s).')
-    add('--margin', default='soft', type=common.margin_value,
+    add('--margin', default='soft', type=cli.margin_value,
         help='`soft` (softplus), `none`, or a float margin for the hinge (default: soft).')
     add('--metric', default='euclidean', choices=METRICS)
-    add('--batch_p', default=10, type=common.positive_int,
+    add('--batch_p', default=10, type=cli.positive_int,
         help=f'Classes per batch, at most {NUM_CLASSES} (default: %(default)s).')
-    add('--batch_k', default=8, type=common.positive_int,
+    add('--batch_k', default=8, type=cli.positive_int,
         help='Images per class (default: %(default)s).')
-    add('--learning_rate', default=1e-3, type=common.positive_float,
+    add('--learning_rate', default=1e-3, type=cli.positive_float,
         help='Adam\'s rate, decayed to 0.001x over the second half (default: %(default)s).')
-    # train.make_train_step reads `loss` too (and make_optimizer the decay start, set in main).
-    parser.set_defaults(loss='batch_hard')
     return parser
 
 
@@ -80,7 +74,9 @@ def build_model():
 def fit(model, sampler, x, args):
     """Train with the PK batches, step and Adam of train.py; return the final mean loss."""
     images = tf.constant(x)
-    step = train.make_train_step(model, train.make_optimizer(args), args)
+    optimizer = make_optimizer(make_schedule(args.learning_rate, args.train_iterations,
+                                             decay_start_iteration=args.train_iterations // 2))
+    step = make_train_step(model, optimizer, 'batch_hard', args.margin, args.metric, args.seed)
 
     @tf.function
     def batch(number):
@@ -96,8 +92,8 @@ def retrieval(embeddings, labels, metric):
     """evaluate.py's result, each test image a query against all the others."""
     dataset = Dataset('digits test split', labels.astype(str),
                       np.arange(len(labels)).astype(str))
-    return evaluate.evaluate_embeddings(embeddings, embeddings, dataset, dataset,
-                                        DiagonalExcluder(dataset), metric)
+    return evaluation.evaluate_embeddings(embeddings, embeddings, dataset, dataset,
+                                          DiagonalExcluder(dataset), metric)
 
 
 def describe(result):
@@ -130,14 +126,13 @@ def save_scatter(embeddings, labels, title, path):
     axes.margins(0.08)
     axes.legend(title='digit', loc='center left', bbox_to_anchor=(1.01, 0.5),
                 markerscale=2.5, frameon=False)
-    with common.atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         figure.savefig(tmp, format='png')
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    common.check_output(args.output, args.overwrite)
-    args.decay_start_iteration = args.train_iterations // 2
+    files.check_output(args.output, args.overwrite)
     (x_train, y_train), (x_test, y_test) = load_split(args.seed)
     sampler = PKSampler(y_train, args.batch_p, args.batch_k, args.seed)  # checks --batch_p
     keras.utils.set_random_seed(args.seed)
@@ -158,4 +153,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    common.run_cli(main)
+    cli.run(main)

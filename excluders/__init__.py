@@ -2,7 +2,7 @@
 
 Add an excluder by writing a module with an `Excluder` subclass and naming it here.
 """
-from common import InputError
+from tripletreid.errors import InputError
 from excluders.camera import CameraExcluder
 from excluders.diagonal import DiagonalExcluder
 from excluders.duke import DukeExcluder

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from common import InputError
+from tripletreid.errors import InputError
 
 
 def encode(values, vocabulary):

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-from common import InputError
+from tripletreid.errors import InputError
 from excluders.base import SameCameraExcluder, encode, parse_file_names
 
 

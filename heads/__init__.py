@@ -3,12 +3,12 @@
 A head maps the backbone's feature tensor to the embedding (Keras functional layers). A new
 head is one new file plus one line here.
 """
-from heads import bnneck, direct, direct_normalize, fc1024, fc1024_normalize
+from tripletreid.registry import Registry
 
-HEADS = {
-    'bnneck': bnneck.head,
-    'direct': direct.head,
-    'direct_normalize': direct_normalize.head,
-    'fc1024': fc1024.head,
-    'fc1024_normalize': fc1024_normalize.head,
-}
+HEADS = Registry({
+    'bnneck': 'heads.bnneck:head',
+    'direct': 'heads.direct:head',
+    'direct_normalize': 'heads.direct_normalize:head',
+    'fc1024': 'heads.fc1024:head',
+    'fc1024_normalize': 'heads.fc1024_normalize:head',
+})

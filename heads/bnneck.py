@@ -9,7 +9,7 @@ from the origin.
 The feature is the backbone's pooled vector itself when `embedding_dim` equals its width (2048
 for the ResNets: the baseline as published); otherwise a linear layer maps it to
 `embedding_dim` first. Training takes the pre-BN feature from the layer named `bnneck`'s input
-(`embedding_model.training_model`).
+(`tripletreid.model.training_model`).
 """
 import keras
 

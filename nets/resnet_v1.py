@@ -60,3 +60,11 @@ def build(depth, last_stride=2):
                            f'block{b}.unit_{u}')
     x = layers.GlobalAveragePooling2D(name='pool5')(x)
     return keras.Model(images, x, name=f'resnet_v1_{depth}')
+
+
+def resnet_v1_50(last_stride=2):
+    return build(50, last_stride)
+
+
+def resnet_v1_101(last_stride=2):
+    return build(101, last_stride)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Pictures of a healthy and of a collapsed training: loss and embedding spread by step.
 
-    python bench/health_curves.py --output docs
+    python studies/health_curves.py --output docs
 
 Trains `lunet` (fc1024 head, 64x32, P=8, K=4, soft margin) twice on the real CUHK03 crops of
 ../shared/data (the first 100 identities of the train split), the runs identical but for the
@@ -17,11 +17,9 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench_cuhk03 import DEFAULT_DATA, write_csv  # noqa: E402  (imports TensorFlow quietly)
-
-import health  # noqa: E402
-import train  # noqa: E402
-from train_logs import read_scalars  # noqa: E402
+from studies.cuhk03 import DEFAULT_DATA, write_csv
+from tripletreid import health, training
+from tripletreid.training_logs import read_scalars
 
 RUNS = {'healthy': 1e-3, 'collapsed': 0.1}  # name: learning rate
 TAGS = ('loss', 'health/distance_spread', 'health/collapsed')
@@ -38,13 +36,13 @@ def identities_csv(data, path, identities):
 
 def train_run(train_set, data, root, learning_rate, steps):
     """Train one run into `root`; return its TensorBoard scalars {tag: {step: value}}."""
-    train.main(['--experiment_root', root, '--train_set', train_set,
-                '--image_root', os.path.join(data, 'train'), '--model_name', 'lunet',
-                '--head_name', 'fc1024', '--embedding_dim', '32', '--batch_p', '8',
-                '--batch_k', '4', '--net_input_height', '64', '--net_input_width', '32',
-                '--learning_rate', str(learning_rate), '--train_iterations', str(steps),
-                '--decay_start_iteration', '-1', '--checkpoint_frequency', '0',
-                '--loading_threads', '2', '--seed', '0'])
+    training.run_flags(['--experiment_root', root, '--train_set', train_set,
+                        '--image_root', os.path.join(data, 'train'), '--model_name', 'lunet',
+                        '--head_name', 'fc1024', '--embedding_dim', '32', '--batch_p', '8',
+                        '--batch_k', '4', '--net_input_height', '64', '--net_input_width', '32',
+                        '--learning_rate', str(learning_rate), '--train_iterations', str(steps),
+                        '--decay_start_iteration', '-1', '--checkpoint_frequency', '0',
+                        '--loading_threads', '2', '--seed', '0'])
     return read_scalars(root, *TAGS)
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Soak test of interruption and resume (issue 8): not a CI test, run by hand.
 
-    python bench/soak.py --output /tmp/soak --minutes 30
+    python studies/soak.py --output /tmp/soak --minutes 30
 
 Two trainings of `lunet` on the CUHK03 crops of ../shared/data (the demo dataset where they are
 missing) run side by side with the same flags and --deterministic: one uninterrupted, one
@@ -20,10 +20,11 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.bench_cuhk03 import DEFAULT_DATA, write_csv  # noqa: E402
+from studies.cuhk03 import DEFAULT_DATA, write_csv
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 
@@ -33,7 +34,7 @@ def training_set(output):
     folder = os.path.join(DEFAULT_DATA, 'train')
     if os.path.isdir(folder):
         return write_csv(folder, os.path.join(output, 'train.csv')), folder
-    from data.demo import make_demo_dataset
+    from data.demo_set import make_demo_dataset
     summary = make_demo_dataset(os.path.join(output, 'demo'))
     return summary['train_csv'], os.path.join(output, 'demo')
 
@@ -65,7 +66,7 @@ def stop(proc, signum):
 def compare(first, second):
     """Steps of the checkpoints both experiment roots hold, and those whose variables differ."""
     import tensorflow as tf
-    from checkpoints import complete_checkpoints
+    from tripletreid.checkpoints import complete_checkpoints
     a, b = complete_checkpoints(first), complete_checkpoints(second)
     common_steps = sorted(set(a) & set(b))
     differ = []

@@ -63,8 +63,8 @@ def experiment(tmp_path_factory):
     checkpoint). Module-scoped: the tests of a module may add files to the experiment root.
     """
     import train
-    from checkpoints import latest_checkpoint, restore_model
-    from embedding_model import build_model
+    from tripletreid.checkpoints import latest_checkpoint, restore_model
+    from tripletreid.model import build_model
     folder = tmp_path_factory.mktemp('images')
     csv_path = write_colour_dataset(str(folder), num_ids=4, per_id=3)
     root = str(tmp_path_factory.mktemp('exp') / 'exp')

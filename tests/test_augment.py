@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data.augment import random_erasing
+from tripletreid.augment import random_erasing
 
 IMAGE = tf.fill([64, 32, 3], 100.0)  # a flat image: every erased pixel shows
 

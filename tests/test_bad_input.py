@@ -569,7 +569,7 @@ def test_bad_input(case, outcomes):
 
 @pytest.mark.parametrize('kind', ODD_KINDS)
 def test_odd_images_become_the_right_rgb(tmp_path, kind):
-    from data import pipeline
+    from tripletreid import pipeline
     rgb = colour_image(7)
     path = str(tmp_path / f'image{SUFFIX[kind]}')
     write_image(path, rgb, kind)

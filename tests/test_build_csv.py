@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data.csv_dataset import read_csv
+from tripletreid.csv_dataset import read_csv
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

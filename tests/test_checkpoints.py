@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from checkpoints import TrainingCheckpoints, complete_checkpoints, latest_checkpoint
+from tripletreid.checkpoints import TrainingCheckpoints, complete_checkpoints, latest_checkpoint
 
 
 def small_setup(directory, keep=0):
@@ -71,7 +71,7 @@ def test_keep_prunes_whole_old_checkpoints(tmp_path):
 
 
 def test_a_failed_write_is_one_line_and_leaves_no_partial_files(tmp_path, monkeypatch):
-    from common import InputError
+    from tripletreid.errors import InputError
     _, checkpoints = small_setup(tmp_path)
     checkpoints.save(1)
 

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from bench.bench_cuhk03 import DEFAULT_DATA, evaluate_val, train_lunet
+from studies.cuhk03 import DEFAULT_DATA, evaluate_val, train_lunet
 
 
 @pytest.mark.skipif(not os.path.isdir(DEFAULT_DATA), reason='../shared/data is not here')

@@ -7,9 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-from common import InputError
-from data import csv_dataset, pipeline
-from test_pipeline import _args
+from tripletreid.errors import InputError
+from tripletreid import csv_dataset
+from tripletreid.curriculum import Curriculum
+from test_pipeline import _args, train_stream
 from test_train import TINY, log_rows
 
 
@@ -24,12 +25,12 @@ from test_train import TINY, log_rows
     ((8, 4), 0, (2, 2), [(8, 4)] * 3),  # no curriculum
 ])
 def test_sizes_by_step(sizes, steps, start, expected):
-    curriculum = pipeline.Curriculum(*sizes, steps, *start)
+    curriculum = Curriculum(*sizes, steps, *start)
     assert [curriculum.sizes(step) for step in range(len(expected))] == expected
 
 
 def test_spans_from_mid_schedule():
-    curriculum = pipeline.Curriculum(10, 4, 16, 2, 2)
+    curriculum = Curriculum(10, 4, 16, 2, 2)
     assert curriculum.spans(0)[0] == (0, 4, 2, 2)
     assert curriculum.spans(6) == [(6, 8, 4, 2), (8, 12, 6, 3), (12, 16, 8, 3),
                                    (16, None, 10, 4)]
@@ -46,14 +47,14 @@ def colour_training_set(colour_dataset):
 
 
 def take(dataset, root, labels, args, curriculum, start, count):
-    stream = pipeline.train_dataset(dataset, root, args, labels, start, curriculum)
+    stream = train_stream(dataset, root, args, labels, start, curriculum)
     return [tuple(t.numpy() for t in batch) for batch in stream.take(count)]
 
 
 def test_batches_have_the_scheduled_sizes_and_resume_exactly(colour_training_set):
     dataset, root, labels = colour_training_set
     args = _args(batch_p=6, batch_k=4, flip_augment=True, crop_augment=True)
-    curriculum = pipeline.Curriculum(6, 4, 8, 2, 2)  # (2, 2), (3, 2), (4, 3), (5, 3), (6, 4)
+    curriculum = Curriculum(6, 4, 8, 2, 2)  # (2, 2), (3, 2), (4, 3), (5, 3), (6, 4)
     full = take(dataset, root, labels, args, curriculum, 0, 12)
     for step, (images, batch_labels, _) in enumerate(full):
         p, k = curriculum.sizes(step)
@@ -86,7 +87,7 @@ def copy_experiment_at(source, target, step):
 
 
 def learning_rates(root):
-    from train_logs import read_scalars
+    from tripletreid.training_logs import read_scalars
     return read_scalars(root, 'learning_rate')['learning_rate']
 
 
@@ -127,10 +128,10 @@ def test_resume_mid_curriculum_and_mid_warmup(tmp_path, colour_dataset):
     (['--warmup_iterations', '30'], '--warmup_iterations 30 must be less than --train_iterations'),
 ])
 def test_bad_combinations_are_input_errors(tmp_path, flags, message):
-    import train
+    from tripletreid import experiment
     root = tmp_path / 'exp'
     argv = ['--experiment_root', str(root), '--train_set', 'train.csv', *TINY,
             '--train_iterations', '20', *flags]
     with pytest.raises(InputError, match=re.escape(message)):
-        train.resolve_args(train.build_parser(), argv)
+        experiment.resolve(experiment.build_train_parser(), argv)
     assert not root.exists()  # refused before anything is written

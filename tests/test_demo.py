@@ -8,9 +8,9 @@ import sys
 import cv2
 import pytest
 
-from common import InputError
-from data.csv_dataset import read_csv
-from data.demo import make_demo_dataset
+from tripletreid.errors import InputError
+from tripletreid.csv_dataset import read_csv
+from data.demo_set import make_demo_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKET_NAME = re.compile(r'^(?P<pid>-1|\d{4})_c(?P<cam>\d)s\d_\d{6}_(?P<box>\d{2})\.jpg$')
@@ -64,7 +64,7 @@ def test_identities_and_cameras(demo):
     assert query <= gallery and gallery - query == {'0000', '-1'}
     cameras = collections.defaultdict(set)
     for folder in FOLDERS:
-        for pid, cam, box, _ in parsed[folder]:
+        for pid, cam, _, _ in parsed[folder]:
             assert 1 <= cam <= TINY['num_cameras']
             cameras[folder, pid].add(cam)
     for pid in train:

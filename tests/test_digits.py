@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from common import InputError
+from tripletreid.errors import InputError
 
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                       'examples', 'digits.py')

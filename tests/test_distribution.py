@@ -56,7 +56,8 @@ def reference(data, tmp_path_factory):
 
 
 def test_mirrored_loss_and_gradients_equal_one_device():
-    result = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'distributed_check.py')],
+    check = os.path.join(ROOT, 'tests', 'helpers', 'distributed_check.py')
+    result = subprocess.run([sys.executable, check],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])

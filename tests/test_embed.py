@@ -11,10 +11,10 @@ from conftest import ROOT
 
 import embed
 import train
-from checkpoints import latest_checkpoint, restore_model
-from common import InputError
-from data import pipeline
-from embedding_model import build_model
+from tripletreid.checkpoints import latest_checkpoint, restore_model
+from tripletreid.errors import InputError
+from tripletreid import pipeline
+from tripletreid.model import build_model
 
 CROPS = ['center', 'top_left', 'top_right', 'bottom_left', 'bottom_right']
 
@@ -58,7 +58,7 @@ def test_flip_and_five_crops_are_true_mirrors_and_crops(experiment):
         flip = 'flip' in name
         expected = reference_views(
             experiment, (40, 20),
-            lambda im: (im[:, ::-1] if flip else im)[y:y + 32, x:x + 16])
+            lambda im, flip=flip, y=y, x=x: (im[:, ::-1] if flip else im)[y:y + 32, x:x + 16])
         np.testing.assert_allclose(out['emb_aug'][v], expected, rtol=1e-4, atol=1e-5,
                                    err_msg=name)
     np.testing.assert_allclose(out['emb'], out['emb_aug'].mean(axis=0), rtol=1e-6)

@@ -15,7 +15,7 @@ from conftest import ROOT
 
 import embed
 import embed_files
-from common import InputError
+from tripletreid.errors import InputError
 
 
 def embed_py(experiment, filename, *flags):

@@ -10,11 +10,11 @@ import h5py
 import numpy as np
 import pytest
 
-import evaluate
+from tripletreid import evaluation
 import excluders
-import pictures
-from common import InputError
-from data.csv_dataset import read_csv
+from tripletreid import pictures
+from tripletreid.errors import InputError
+from tripletreid.csv_dataset import read_csv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVALUATE = os.path.join(ROOT, 'evaluate.py')
@@ -111,8 +111,9 @@ def api_case(tmp_path, excluder_name, gallery_rows, query_rows, batch_size, ap_r
     query_csv, query_h5 = write_case(tmp_path, 'query', query_rows)
     gallery_csv, gallery_h5 = write_case(tmp_path, 'gallery', gallery_rows)
     query, gallery = read_csv(query_csv), read_csv(gallery_csv)
-    return evaluate.evaluate_embeddings(
-        evaluate.load_embeddings(query_h5, query), evaluate.load_embeddings(gallery_h5, gallery),
+    return evaluation.evaluate_embeddings(
+        evaluation.load_embeddings(query_h5, query),
+        evaluation.load_embeddings(gallery_h5, gallery),
         query, gallery, excluders.create(excluder_name, gallery), 'euclidean', batch_size,
         ap_rule)
 
@@ -162,8 +163,9 @@ def test_ranked_lists_leave_out_excluded_entries(tmp_path):
     query_csv, query_h5 = write_case(tmp_path, 'query', MARKET_QUERY)
     gallery_csv, gallery_h5 = write_case(tmp_path, 'gallery', MARKET_GALLERY)
     query, gallery = read_csv(query_csv), read_csv(gallery_csv)
-    ranked, is_match = evaluate.ranked_lists(
-        evaluate.load_embeddings(query_h5, query), evaluate.load_embeddings(gallery_h5, gallery),
+    ranked, is_match = evaluation.ranked_lists(
+        evaluation.load_embeddings(query_h5, query),
+        evaluation.load_embeddings(gallery_h5, gallery),
         query, gallery, excluders.create('market1501', gallery), 'euclidean', [0, 1])
     # The valid orders worked out above, six valid entries each, then nothing (-1).
     np.testing.assert_array_equal(ranked, [[2, 1, 4, 6, 5, 7, -1, -1, -1, -1],
@@ -277,7 +279,8 @@ def test_existing_json_is_kept_without_overwrite(tmp_path):
 
 
 def test_import_does_not_load_tensorflow():
-    code = ('import sys, evaluate, metrics, excluders, pictures; '
+    code = ('import sys, evaluate, excluders; '
+            'from tripletreid import evaluation, metrics, pictures; '
             'print(sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")))')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             cwd=ROOT, timeout=120)

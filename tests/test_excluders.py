@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import excluders
-from common import InputError
-from data.csv_dataset import read_csv
+from tripletreid.errors import InputError
+from tripletreid.csv_dataset import read_csv
 
 F, T = False, True
 

@@ -15,7 +15,7 @@ from conftest import ROOT
 
 import embed
 import export
-from common import InputError
+from tripletreid.errors import InputError
 
 # Images of several sizes (smaller and larger than the 32x16 input); the first two, of the
 # same size, are one batch, to show a batch dimension works.

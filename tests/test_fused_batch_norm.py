@@ -4,10 +4,10 @@ import pytest
 
 import keras
 import tensorflow as tf
-from checkpoints import restore_model
-from embedding_model import build_model
+from tripletreid.checkpoints import restore_model
+from tripletreid.model import build_model
 from nets import NETS
-from nets.fused_batch_norm import FusedBatchNormalization, fuse
+from tripletreid.fused_batch_norm import FusedBatchNormalization, fuse
 
 CONFIGS = [dict(momentum=0.997, epsilon=1e-5),  # resnet_v1's
            dict(momentum=0.9, epsilon=1e-3, center=False),

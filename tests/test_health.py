@@ -1,5 +1,4 @@
 """Training health: the detector on hand-made sequences, its advice, and on real runs."""
-import argparse
 import math
 import os
 import re
@@ -7,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-import health
+from tripletreid import experiment, health
 
 RNG = np.random.default_rng(0)
 SPREAD_OUT = RNG.normal(size=(8, 4))                     # spread about 1
@@ -113,7 +112,7 @@ def test_no_stall_reported_during_a_collapse():
 def make_args(**changes):
     defaults = dict(learning_rate=3e-4, train_iterations=25000, warmup_iterations=0,
                     curriculum_steps=0, loss='batch_hard', head_name='fc1024')
-    return argparse.Namespace(**{**defaults, **changes})
+    return experiment.TrainConfig(experiment_root='x', **{**defaults, **changes})
 
 
 HEADS = ('direct', 'direct_normalize', 'fc1024', 'fc1024_normalize')
@@ -156,7 +155,7 @@ LINE = re.compile(r'iter:\s*(\d+), .*\)( \[COLLAPSED\])?( \[STALLED\])?$', re.MU
 
 @pytest.fixture(scope='module')
 def people(tmp_path_factory):
-    from data.demo import make_demo_dataset
+    from data.demo_set import make_demo_dataset
     root = str(tmp_path_factory.mktemp('people'))
     make_demo_dataset(root, num_train_ids=30, num_test_ids=2)
     return os.path.join(root, 'market1501_train.csv'), root
@@ -165,7 +164,7 @@ def people(tmp_path_factory):
 def train_run(root, people, *flags):
     """Train; return the log and the TensorBoard scalars `health/*` by step."""
     import train
-    from train_logs import read_scalars
+    from tripletreid.training_logs import read_scalars
     csv_path, image_root = people
     train.main(['--experiment_root', root, '--train_set', csv_path, '--image_root', image_root,
                 *RUN, *flags])

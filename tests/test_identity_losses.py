@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from embedding_model import build_model, training_model
-from identity_losses import IdentityLosses
-from loss import center_loss, identity_cross_entropy
+from tripletreid.model import build_model, training_model
+from tripletreid.losses.identity import IdentityLosses
+from tripletreid.losses.identity import center_loss, identity_cross_entropy
 
 
 def hand_cross_entropy(logits, label, smoothing):
@@ -27,8 +27,8 @@ def test_identity_cross_entropy_by_hand(smoothing):
     expected = [hand_cross_entropy(row, label, smoothing) for row, label in zip(logits, labels)]
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     if smoothing == 0.0:  # plain cross-entropy: -log p(label)
-        np.testing.assert_allclose(got[0], -math.log(math.exp(2) / (math.exp(2) + 1 + math.exp(-1))),
-                                   rtol=1e-6)
+        expected = -math.log(math.exp(2) / (math.exp(2) + 1 + math.exp(-1)))
+        np.testing.assert_allclose(got[0], expected, rtol=1e-6)
 
 
 def test_center_loss_by_hand():
@@ -122,7 +122,7 @@ def test_training_with_id_and_center_losses_resumes_exactly(tmp_path, colour_dat
 
 def test_identity_loss_flags_need_their_weight(tmp_path, colour_dataset):
     import train
-    from common import InputError
+    from tripletreid.errors import InputError
     csv_path, image_root = colour_dataset
     for flags, message in ((['--label_smoothing', '0.1'], '--label_smoothing needs '
                             '--id_loss_weight'),

@@ -17,12 +17,14 @@ import pytest
 
 import embed
 import import_official
-import slim_reference as ref
-import train
-from checkpoints import TrainingCheckpoints, complete_checkpoints, latest_checkpoint, restore_model
-from common import InputError
+from helpers import slim_reference as ref
+from tripletreid.checkpoints import (TrainingCheckpoints, complete_checkpoints,
+                                     latest_checkpoint, restore_model)
+from tripletreid.errors import InputError
 from conftest import ROOT
-from embedding_model import build_model
+from tripletreid import experiment
+from tripletreid.model import build_model
+from tripletreid.schedules import optimizer_of
 
 TOLERANCE = 1e-4  # relative: max |ours - official| / max |official|
 # args.json of the released Market-1501 run as its authors gave it (issue 36), at a small size.
@@ -40,8 +42,8 @@ OFFICIAL_ARGS = {
 
 def our_defaults():
     """train.py's defaults as args.json holds them (without the per-invocation flags)."""
-    defaults = vars(train.build_parser().parse_args(['--experiment_root', 'x']))
-    return {k: v for k, v in defaults.items() if k not in train.PER_RUN}
+    defaults = vars(experiment.build_train_parser().parse_args(['--experiment_root', 'x']))
+    return {k: v for k, v in defaults.items() if k not in experiment.PER_RUN}
 
 
 @pytest.fixture
@@ -83,14 +85,15 @@ def test_the_experiment_has_the_official_flags_and_step(official, small_resnets,
     with open(os.path.join(root, 'args.json')) as f:
         stored = json.load(f)
     # image_root names a folder of the machine it was trained on: not kept unless it exists.
-    official = {k: v for k, v in OFFICIAL_ARGS.items() if k not in train.PER_RUN}
+    official = {k: v for k, v in OFFICIAL_ARGS.items() if k not in experiment.PER_RUN}
     assert stored == {**our_defaults(), **official, 'image_root': None, 'seed': stored['seed']}
     assert isinstance(stored['seed'], int)
     assert list(complete_checkpoints(root)) == [25000]
     # It restores as train.py's own checkpoints do, optimizer included (for --resume).
-    args = train.resolve_args(train.build_parser(), ['--experiment_root', root, '--resume'])
+    args = experiment.resolve(experiment.build_train_parser(),
+                              ['--experiment_root', root, '--resume'])
     model = build_model(args.model_name, args.head_name, args.embedding_dim)
-    optimizer = train.make_optimizer(args)
+    optimizer = optimizer_of(args)
     optimizer.build(model.trainable_variables)
     assert TrainingCheckpoints(root, model, optimizer).restore_latest() == 25000
 

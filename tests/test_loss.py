@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from loss import batch_hard, cdist, monitoring
+from tripletreid.losses.triplet import batch_hard, cdist, monitoring
 
 # Four points in 2-D: identity a twice, b once, c once (b and c have no positive).
 POINTS = np.array([[0, 0], [3, 4], [6, 0], [0, -2]], np.float32)
@@ -85,7 +85,7 @@ LINE_DIFFS = np.array([[-2, -6], [-1, -5], [1, 2], [-3, -2]], np.float64)
 
 @pytest.mark.parametrize('margin', ['soft', 'none', 1.5])
 def test_batch_all_by_hand(margin):
-    from loss import batch_all
+    from tripletreid.losses.triplet import batch_all
     triplet = {'soft': softplus(LINE_DIFFS), 'none': LINE_DIFFS}.get(
         margin, np.maximum(LINE_DIFFS + 1.5, 0))
     losses = batch_all(cdist(LINE_POINTS, LINE_POINTS), tf.constant(LINE_PIDS), margin)
@@ -93,7 +93,7 @@ def test_batch_all_by_hand(margin):
 
 
 def test_batch_all_nonzero_averages_over_active_triplets_only():
-    from loss import batch_all_nonzero
+    from tripletreid.losses.triplet import batch_all_nonzero
     # Margin 1.5: triplet losses [[0, 0], [0.5, 0], [2.5, 3.5], [0, 0]]: 3 active, sum 6.5.
     losses = batch_all_nonzero(cdist(LINE_POINTS, LINE_POINTS), tf.constant(LINE_PIDS), 1.5)
     assert losses.numpy().mean() == pytest.approx(6.5 / 3, rel=1e-5)
@@ -101,7 +101,7 @@ def test_batch_all_nonzero_averages_over_active_triplets_only():
 
 
 def test_batch_sample_draws_by_exp_distance():
-    from loss import batch_sample
+    from tripletreid.losses.triplet import batch_sample
     # Anchor 0 at 0: positives at 1 and 2 (identity a), negatives at 3 and 5 (identity b).
     # P(positive at 2) = e^2 / (e^1 + e^2) = 0.731; P(negative at 3) = e^-3 / (e^-3 + e^-5) = 0.881.
     emb = tf.constant([[0.0], [1.0], [2.0], [3.0], [5.0]])
@@ -117,7 +117,7 @@ def test_batch_sample_draws_by_exp_distance():
 
 
 def test_batch_sample_without_positive_and_its_gradient():
-    from loss import batch_sample
+    from tripletreid.losses.triplet import batch_sample
     emb = tf.Variable([[0.0, 1.0], [2.0, 0.0], [2.0, 0.0]])
     with tf.GradientTape() as tape:
         losses = batch_sample(cdist(emb, emb), tf.constant([0, 1, 1]), 'soft', tf.constant([1, 2]))

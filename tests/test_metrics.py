@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-import metrics
+from tripletreid import metrics
 
 F, T = False, True
 

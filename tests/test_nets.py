@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 
 import keras
-from common import InputError
-from embedding_model import build_model
+from tripletreid.errors import InputError
+from tripletreid.model import build_model
 from heads import HEADS
-from nets import NETS, build_backbone
+from nets import NETS
+from tripletreid.model import build_backbone
 
 
 def conv_bias_count(model):
@@ -43,7 +44,8 @@ def test_resnet_v1_101_depth():
 
 def test_mobilenet_v1_is_thirteen_separable_layers():
     backbone = build_backbone('mobilenet_v1_1_224')
-    depthwise = [l for l in backbone.layers if isinstance(l, keras.layers.DepthwiseConv2D)]
+    depthwise = [layer for layer in backbone.layers
+                 if isinstance(layer, keras.layers.DepthwiseConv2D)]
     assert len(depthwise) == 13 and backbone.output_shape == (None, 1024)
     assert 3_200_000 < backbone.count_params() < 3_250_000  # MobileNet v1 1.0 without logits
 

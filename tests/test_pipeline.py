@@ -1,13 +1,13 @@
 """PK batches: composition, epochs, padding of small identities, images and augmentation."""
-import argparse
 import collections
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from common import InputError
-from data import csv_dataset, pipeline
+from tripletreid.errors import InputError
+from tripletreid import csv_dataset, pipeline
+from tripletreid.curriculum import Curriculum
 
 # Identity sizes: 1, 3, 4, 6, 2, 5, 4 images.
 LABELS = np.repeat(np.arange(7), [1, 3, 4, 6, 2, 5, 4])
@@ -85,7 +85,21 @@ def _args(**kwargs):
                     crop_augment=False, loading_threads=2, random_erasing_prob=0.0,
                     random_erasing_area_min=0.02, random_erasing_area_max=0.4,
                     random_erasing_aspect_min=0.3)
-    return argparse.Namespace(**{**defaults, **kwargs})
+    return {**defaults, **kwargs}
+
+
+def train_stream(dataset, image_root, args, labels, start_step=0, curriculum=None,
+                 shard=(0, 1, 1)):
+    """`pipeline.train_dataset` with the flags of `_args`."""
+    augmentation = pipeline.Augmentation(
+        (args['net_input_height'], args['net_input_width']),
+        (args['pre_crop_height'], args['pre_crop_width']), args['flip_augment'],
+        args['crop_augment'], args['random_erasing_prob'],
+        (args['random_erasing_area_min'], args['random_erasing_area_max']),
+        args['random_erasing_aspect_min'])
+    curriculum = curriculum or Curriculum(args['batch_p'], args['batch_k'])
+    return pipeline.train_dataset(dataset, image_root, labels, curriculum, augmentation,
+                                  args['seed'], args['loading_threads'], start_step, shard)
 
 
 def test_train_dataset_images_and_resume(colour_dataset):
@@ -93,7 +107,7 @@ def test_train_dataset_images_and_resume(colour_dataset):
     dataset = csv_dataset.read_csv(csv_path)
     _, labels = np.unique(dataset.pids, return_inverse=True)
     args = _args(flip_augment=True, crop_augment=True)
-    stream = pipeline.train_dataset(dataset, root, args, labels)
+    stream = train_stream(dataset, root, args, labels)
     first = [tuple(t.numpy() for t in batch) for batch in stream.take(5)]
     for images, batch_labels, rows in first:
         assert images.shape == (4, 32, 16, 3) and images.dtype == np.float32
@@ -102,7 +116,7 @@ def test_train_dataset_images_and_resume(colour_dataset):
             assert dataset.pids[row] == np.unique(dataset.pids)[label]
     # Starting at step 3 gives exactly batches 3 and 4 of the full run, augmentation included.
     resumed = [tuple(t.numpy() for t in batch)
-               for batch in pipeline.train_dataset(dataset, root, args, labels, 3).take(2)]
+               for batch in train_stream(dataset, root, args, labels, 3).take(2)]
     for (a_img, a_lab, _), (b_img, b_lab, _) in zip(first[3:], resumed):
         np.testing.assert_array_equal(a_lab, b_lab)
         np.testing.assert_array_equal(a_img, b_img)
@@ -117,7 +131,7 @@ def test_flip_and_crop_are_true_flips_and_crops(tmp_path):
     (tmp_path / 'd.csv').write_text('x,a.png\ny,b.png\n')
     dataset = csv_dataset.read_csv(str(tmp_path / 'd.csv'))
     args = _args(batch_k=1, flip_augment=True, crop_augment=True)
-    stream = pipeline.train_dataset(dataset, str(tmp_path), args, np.array([0, 1]))
+    stream = train_stream(dataset, str(tmp_path), args, np.array([0, 1]))
     flips = set()
     for images, _, _ in stream.take(20):
         for crop in images.numpy():
@@ -144,12 +158,12 @@ def test_sharded_batches_put_back_together_are_the_batch(colour_dataset):
     _, labels = np.unique(dataset.pids, return_inverse=True)
     args = _args(batch_p=4, batch_k=2, flip_augment=True, crop_augment=True)
     whole = [tuple(t.numpy() for t in b)
-             for b in pipeline.train_dataset(dataset, root, args, labels).take(2)]
+             for b in train_stream(dataset, root, args, labels).take(2)]
     # One pipeline feeding 2 replicas (mirrored), and 2 pipelines of one replica each
     # (multi-worker): per step, replica 0's half, then replica 1's.
-    one = [tuple(t.numpy() for t in b) for b in pipeline.train_dataset(
+    one = [tuple(t.numpy() for t in b) for b in train_stream(
         dataset, root, args, labels, shard=(0, 1, 2)).take(4)]
-    two = [[tuple(t.numpy() for t in b) for b in pipeline.train_dataset(
+    two = [[tuple(t.numpy() for t in b) for b in train_stream(
         dataset, root, args, labels, shard=(i, 2, 2)).take(2)] for i in range(2)]
     for step, batch in enumerate(whole):
         for parts in ((one[2 * step], one[2 * step + 1]), (two[0][step], two[1][step])):

@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 
-import evaluate
+from tripletreid import evaluation
 import excluders
-import reranking
-from common import InputError
-from data.csv_dataset import read_csv
+from tripletreid import reranking
+from tripletreid.errors import InputError
+from tripletreid.csv_dataset import read_csv
 from tests.test_evaluate import market_args, run, write_case, with_option
 
 
@@ -122,12 +122,12 @@ def test_evaluate_records_and_applies_the_options(tmp_path):
         ('0003', 'bounding_box_test/0003_c2s1_000003_00.jpg', 2),
         ('0002', 'bounding_box_test/0002_c3s1_000004_00.jpg', 8.5)])
     query, gallery = read_csv(query_csv), read_csv(gallery_csv)
-    query_embs = evaluate.load_embeddings(query_h5, query)
-    gallery_embs = evaluate.load_embeddings(gallery_h5, gallery)
+    query_embs = evaluation.load_embeddings(query_h5, query)
+    gallery_embs = evaluation.load_embeddings(gallery_h5, gallery)
     excluder = excluders.create('market1501', gallery)
 
     def evaluated(**options):
-        return evaluate.evaluate_embeddings(query_embs, gallery_embs, query, gallery,
+        return evaluation.evaluate_embeddings(query_embs, gallery_embs, query, gallery,
                                             excluder, 'euclidean', **options)
 
     # q1 at 5: g1 (7, +), g2 (2, -), g3 (8.5, +), g0: AP (1 + 2/3) / 2.

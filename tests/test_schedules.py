@@ -2,7 +2,7 @@
 import keras
 import pytest
 
-from schedules import LinearWarmUp, PaperDecay
+from tripletreid.schedules import LinearWarmUp, PaperDecay
 
 
 @pytest.mark.parametrize('step, expected', [
@@ -37,10 +37,9 @@ def test_warm_up_composes_with_the_decay_and_serialises():
 
 
 def schedule_values(kind, steps, **options):
-    import train
-    args = train.build_parser().parse_args(['--experiment_root', 'x', '--learning_rate', '1',
-                                            '--train_iterations', '100'])
-    schedule = train.make_schedule(args, kind, **options)
+    from tripletreid.schedules import make_schedule
+    schedule = make_schedule(learning_rate=1, train_iterations=100, decay_start_iteration=15000,
+                             kind=kind, **options)
     return [float(schedule(t)) for t in steps]
 
 
@@ -60,10 +59,9 @@ def test_cosine_schedule_by_hand():
 def test_decoupled_weight_decay_spares_batch_norm():
     import keras
     import numpy as np
-    import train
-    args = train.build_parser().parse_args(['--experiment_root', 'x', '--learning_rate', '0.1',
-                                            '--decay_start_iteration', '-1'])
-    optimizer = train.make_optimizer(args, weight_decay=0.5)
+    from tripletreid.schedules import make_optimizer, make_schedule
+    optimizer = make_optimizer(make_schedule(0.1, 25000, decay_start_iteration=-1),
+                               weight_decay=0.5)
     kernel = keras.Variable(np.full(3, 2.0, np.float32), name='kernel')
     gamma = keras.Variable(np.full(3, 2.0, np.float32), name='gamma')
     optimizer.apply_gradients([(np.zeros(3, np.float32), kernel),

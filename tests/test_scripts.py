@@ -18,18 +18,17 @@ def train_flags(script):
 
 @pytest.mark.parametrize('script', ['market1501_train.sh', 'strong_baseline_train.sh'])
 def test_recipe_flags_are_accepted(script):
-    import common
-    import train
-    parser = train.build_parser()
+    from tripletreid import cli, experiment
+    parser = experiment.build_train_parser()
     flags = train_flags(script)
-    args = parser.parse_args(flags)
-    train.check_flags(args, common.explicit_flags(parser, flags))
+    args = experiment.TrainConfig(**vars(parser.parse_args(flags)))
+    experiment.check_flags(args, cli.explicit_flags(parser, flags))
     assert args.train_set == 'data/market1501_train.csv'
 
 
 def test_strong_baseline_settings():
-    import train
-    args = train.build_parser().parse_args(train_flags('strong_baseline_train.sh'))
+    from tripletreid import experiment
+    args = experiment.build_train_parser().parse_args(train_flags('strong_baseline_train.sh'))
     steps_per_epoch = 12936 // (args.batch_p * args.batch_k)  # Market-1501's training images
     assert steps_per_epoch == 202
     assert (args.warmup_iterations, args.lr_decay_steps, args.train_iterations) == (

@@ -7,9 +7,9 @@ prefix). On images of even size, slim's explicit padding of strided convolutions
 """
 import pytest
 
-import slim_reference as ref
-from common import InputError
-from nets import build_backbone
+from helpers import slim_reference as ref
+from tripletreid.errors import InputError
+from tripletreid.model import build_backbone
 
 TOLERANCE = 1e-4  # relative: max |ours - slim| / max |slim|
 

@@ -18,7 +18,7 @@ def run(script, *flags):
 
 
 def test_train_embed_evaluate(tmp_path):
-    from data.demo import make_demo_dataset
+    from data.demo_set import make_demo_dataset
     data = str(tmp_path / 'market')
     make_demo_dataset(data, num_train_ids=8, num_test_ids=6, images_per_camera=1,
                       num_cameras=3, height=64, width=32, num_distractors=3, num_junk=2)

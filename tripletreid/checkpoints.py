@@ -1,4 +1,5 @@
-"""Training checkpoints in the experiment root: `checkpoint-<step>.index/.data-*`, as TF1 named them.
+"""Training checkpoints in the experiment root: `checkpoint-<step>.index/.data-*`, as TF1 named
+them.
 
 A checkpoint holds the model, the optimizer (its step counter and Adam moments), the step and,
 with ID or center losses, their classifier and centers.
@@ -12,7 +13,7 @@ import tempfile
 
 import tensorflow as tf
 
-from common import InputError
+from tripletreid.errors import InputError
 
 PREFIX = 'checkpoint'
 _NAME = re.compile(PREFIX + r'-(\d+)\.index$')
@@ -71,7 +72,7 @@ class TrainingCheckpoints:
     """Save and restore (model, optimizer, step) in `directory`; keep all, or the last `keep`.
 
     `extra` names further objects to save beside them (e.g. `identity=` the classifier and
-    centers of `identity_losses.IdentityLosses`); None ones are left out. A worker that
+    centers of `tripletreid.losses.identity.IdentityLosses`); None ones are left out. A worker that
     `writes` nothing (all but the chief of a multi-worker run) still takes part in each save,
     whose collective reads need every worker, into a folder it then removes.
     """
@@ -135,4 +136,5 @@ def restore_model(model, path):
         first = str(error).strip().splitlines()[0] if str(error).strip() else ''
         # The half-restored checkpoint object warns about every variable when collected.
         tf.get_logger().setLevel('ERROR')
-        raise InputError(f'checkpoint {path} does not fit the model of args.json: {first}')
+        raise InputError(f'checkpoint {path} does not fit the model of args.json: '
+                         f'{first}') from None

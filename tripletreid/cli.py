@@ -1,15 +1,23 @@
-"""Shared helpers of the command-line scripts: argument types, errors, logging, safe writes.
+"""What the scripts share around their `main`: one-line errors, argument types, logging,
+TensorFlow's quiet start and clean stops on signals.
 
-Nothing here imports TensorFlow, so that `evaluate.py` and the dataset tools start in a blink.
+Nothing here imports TensorFlow at import time, so that `--help` and flag errors come at once.
 """
 import argparse
-import contextlib
-import json
 import logging
 import os
 import signal
 import sys
-import tempfile
+
+from tripletreid.errors import InputError, cannot_write
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, with each flag error on one line that names the flag and points to
+    `--help` (argparse's own prints the whole usage before it)."""
+
+    def error(self, message):
+        self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
 
 
 def quiet_tensorflow():
@@ -31,11 +39,7 @@ def quiet_tensorflow():
         os.close(devnull)
 
 
-class InputError(Exception):
-    """Bad user input. The scripts report it as one line (no traceback) and exit with 2."""
-
-
-def run_cli(main):
+def run(main):
     """Run `main()`, turning an `InputError` into a one-line message and exit code 2, and a
     Ctrl+C outside the training loop (which stops cleanly by itself) into one line and 130."""
     prog = os.path.basename(sys.argv[0])
@@ -125,64 +129,18 @@ def readable_file(arg):
 FILESYSTEM_TYPES = (readable_directory, readable_file)
 
 
-# Safe output: every result is written under a temporary name, then renamed.
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path next to `path`; rename it to `path` only if the block succeeds.
-
-    A crash or Ctrl+C inside the block leaves the old file (or no file), never a truncated one;
-    a failed write (a full disk, a read-only folder) is an `InputError` naming `path`.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
-                                   dir=directory)
-    except OSError as error:
-        raise cannot_write(path, error) from None
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results should be as readable as any
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as error:
-        raise cannot_write(path, error) from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def cannot_write(path, error):
-    """The one-line InputError of an OSError met writing `path`."""
-    return InputError(f'{path}: cannot write ({error.strerror or error})')
-
-
-def write_json(path, data):
-    with atomic_path(path) as tmp:
-        with open(tmp, 'w') as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write('\n')
-
-
-def refuse_overwrite(path, flag='--overwrite'):
-    if os.path.exists(path):
-        raise InputError(f'{path} exists already; pass {flag} to replace it')
-
-
-def check_output(path, overwrite, flag='--overwrite'):
-    """Fail before any work if `path` cannot be written: no folder for it, a folder that takes
-    no files, or it exists and `overwrite` is off."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise InputError(f'{path}: no such directory {folder}')
-    if not overwrite:
-        refuse_overwrite(path, flag)
-    try:  # by trying: root writes where permissions say no, nobody on a read-only mount
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as error:
-        raise cannot_write(path, error) from None
+def explicit_flags(parser, argv=None):
+    """The destinations of the flags actually given on the command line (not defaults)."""
+    quiet = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    for action in parser._actions:
+        if not action.option_strings or action.dest == 'help':
+            continue
+        if action.nargs == 0:  # store_true and friends
+            quiet.add_argument(*action.option_strings, dest=action.dest,
+                               action='store_const', const=action.const)
+        else:
+            quiet.add_argument(*action.option_strings, dest=action.dest)
+    return set(vars(quiet.parse_known_args(argv)[0]))
 
 
 def init_logging(log_file=None, level=logging.INFO):
@@ -198,57 +156,6 @@ def init_logging(log_file=None, level=logging.INFO):
                         format='%(asctime)s [%(levelname)s] %(name)s: %(message)s')
 
 
-# Experiment arguments: `args.json` in the experiment root.
-
-def explicit_flags(parser, argv=None):
-    """The destinations of the flags actually given on the command line (not defaults)."""
-    quiet = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    for action in parser._actions:
-        if not action.option_strings or action.dest == 'help':
-            continue
-        if action.nargs == 0:  # store_true and friends
-            quiet.add_argument(*action.option_strings, dest=action.dest,
-                               action='store_const', const=action.const)
-        else:
-            quiet.add_argument(*action.option_strings, dest=action.dest)
-    return set(vars(quiet.parse_known_args(argv)[0]))
-
-
-def check_stored_args(parser, stored, path):
-    """Validate an `args.json` (possibly edited by hand) against the parser's flags."""
-    actions = {a.dest: a for a in parser._actions if a.option_strings}
-    for key, value in stored.items():
-        action = actions.get(key)
-        if action is None:
-            raise InputError(f'{path}: unknown key {key!r}')
-        if value is None or action.type in FILESYSTEM_TYPES:
-            continue  # a moved experiment or dataset is not an invalid args.json
-        try:
-            if action.nargs == 0:
-                if not isinstance(value, bool):
-                    raise argparse.ArgumentTypeError('expected true or false')
-            elif action.type is not None:
-                for item in value if isinstance(value, list) else [value]:
-                    action.type(str(item))
-            if action.choices is not None and value not in action.choices:
-                raise argparse.ArgumentTypeError(f'not one of {", ".join(map(str, action.choices))}')
-        except (argparse.ArgumentTypeError, ValueError, TypeError) as error:
-            raise InputError(f'{path}: invalid value {value!r} for {key!r}: {error}') from None
-
-
-def load_args_json(path):
-    try:
-        with open(path) as f:
-            stored = json.load(f)
-    except FileNotFoundError:
-        raise InputError(f'{path}: no such file (is this an experiment root?)') from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f'{path}: not valid JSON ({error})') from None
-    if not isinstance(stored, dict):
-        raise InputError(f'{path}: expected a JSON object of flags')
-    return stored
-
-
 # Signals: finish the current step, then stop cleanly.
 
 class Uninterrupt:
@@ -258,9 +165,9 @@ class Uninterrupt:
     restores the default handling and aborts at once.
     """
 
-    def __init__(self, signals=(signal.SIGINT, signal.SIGTERM), log=logging.getLogger()):
+    def __init__(self, signals=(signal.SIGINT, signal.SIGTERM), log=None):
         self.signals = signals
-        self.log = log
+        self.log = log or logging.getLogger()
         self.interrupted = False
         self.original = {}
 

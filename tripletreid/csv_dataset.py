@@ -6,11 +6,12 @@ import csv
 import dataclasses
 import io
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from common import InputError
+from tripletreid.errors import InputError
 
 _HEADER_WORDS = {'path', 'paths', 'file', 'filename', 'fid', 'fids', 'image', 'images',
                  'relative_path', 'img', 'filepath'}
@@ -147,3 +148,24 @@ def check_images(dataset, image_root, threads=8):
         i, problem = bad[0]
         more = f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''
         raise InputError(f'{dataset.where(i)}: image {paths[i]} is {problem}{more}')
+
+
+def read_list(name):
+    """The paths of a list file (one per line; blank lines skipped; `-` reads stdin) and their
+    line numbers, as a dataset without identities."""
+    where = '<stdin>' if name == '-' else name
+    try:
+        if name == '-':
+            data = sys.stdin.buffer.read()
+        else:
+            with open(name, 'rb') as f:
+                data = f.read()
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
+        raise InputError(f'{where}: {error.strerror}') from None
+    text = decode_utf8(data, where)
+    rows = [(number, line.strip()) for number, line in enumerate(text.split('\n'), start=1)
+            if line.strip()]
+    if not rows:
+        raise InputError(f'{where}: no image paths in the list')
+    lines, paths = zip(*rows)
+    return Dataset(where, pids=None, fids=np.array(paths), lines=np.array(lines))

@@ -10,10 +10,7 @@ import os
 import keras
 import tensorflow as tf
 
-from common import InputError
-
-STRATEGIES = ('none', 'mirrored', 'multi_worker')
-
+from tripletreid.errors import InputError
 
 def split_cpu(count):
     """Make the CPU `count` logical devices, to run `mirrored` without GPUs (as the tests do).
@@ -60,15 +57,6 @@ def is_chief(strategy):
         return True
     has_chief = 'chief' in resolver.cluster_spec().as_dict()
     return resolver.task_type == 'worker' and resolver.task_id == 0 and not has_chief
-
-
-def check_divisible(batch_sizes, replicas):
-    """Each replica must get whole identities: every P (all curriculum stages) divides."""
-    for p in batch_sizes:
-        if p % replicas:
-            raise InputError(f'P={p} identities per batch do not divide among {replicas} '
-                             f'replicas; each replica needs whole identities, so choose '
-                             f'--batch_p (and --curriculum_start_p) a multiple of {replicas}')
 
 
 def gather(tensor):

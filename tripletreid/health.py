@@ -152,22 +152,23 @@ class HealthMonitor:
                 if episode.active]
 
 
-def remedies(args, head_names, loss_names):
-    """What may get a new run past a collapse or a stall, as flags: only those that apply.
+def remedies(config, head_names, loss_names):
+    """What may get a new run past a collapse or a stall, as flags: only those that apply to
+    the experiment's `TrainConfig` (`tripletreid.experiment`).
 
     The official maintainers' advice: a lower learning rate, small P and K at first then grown
     (down to P=2, K=2 on their hardest data), the `batch_sample` loss, a normalised embedding.
     """
-    steps = max(1, min(1000, args.train_iterations // 10))
-    tips = [f'a lower learning rate (--learning_rate {args.learning_rate / 10:g})',
-            f'a longer warm-up than --warmup_iterations {args.warmup_iterations}'
-            if args.warmup_iterations else f'a warm-up (--warmup_iterations {steps})',
-            f'a longer curriculum than --curriculum_steps {args.curriculum_steps}'
-            if args.curriculum_steps else
+    steps = max(1, min(1000, config.train_iterations // 10))
+    tips = [f'a lower learning rate (--learning_rate {config.learning_rate / 10:g})',
+            f'a longer warm-up than --warmup_iterations {config.warmup_iterations}'
+            if config.warmup_iterations else f'a warm-up (--warmup_iterations {steps})',
+            f'a longer curriculum than --curriculum_steps {config.curriculum_steps}'
+            if config.curriculum_steps else
             f'fewer identities per batch at first (--curriculum_steps {steps} '
             f'--curriculum_start_p 2 --curriculum_start_k 2)']
-    if 'batch_sample' in loss_names and args.loss != 'batch_sample':
+    if 'batch_sample' in loss_names and config.loss != 'batch_sample':
         tips.append('sampled instead of hardest triplets (--loss batch_sample)')
-    if f'{args.head_name}_normalize' in head_names:
-        tips.append(f'a normalising head (--head_name {args.head_name}_normalize)')
+    if f'{config.head_name}_normalize' in head_names:
+        tips.append(f'a normalising head (--head_name {config.head_name}_normalize)')
     return tips

@@ -4,7 +4,7 @@ import tempfile
 
 import h5py
 
-from common import InputError
+from tripletreid.errors import InputError
 
 
 def _variables(path):
@@ -27,7 +27,8 @@ def load_keras_weights(backbone, path):
     try:
         theirs = _variables(path)
     except OSError as error:
-        raise InputError(f'--initial_checkpoint {path}: not an HDF5 weights file ({error})')
+        raise InputError(f'--initial_checkpoint {path}: not an HDF5 weights file '
+                         f'({error})') from None
     with tempfile.TemporaryDirectory() as tmp:
         ours_path = os.path.join(tmp, 'ours.weights.h5')
         backbone.save_weights(ours_path)
@@ -45,6 +46,7 @@ def build_with_own_loader(build, name, path):
     try:
         return build(weights=path)
     except (ValueError, OSError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        text = str(error).strip()
+        first_line = text.splitlines()[0] if text else type(error).__name__
         raise InputError(f'--initial_checkpoint {path} does not fit backbone {name}: '
                          f'{first_line}') from None

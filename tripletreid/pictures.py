@@ -8,7 +8,8 @@ import os
 import cv2
 import numpy as np
 
-from common import InputError, atomic_path
+from tripletreid.errors import InputError
+from tripletreid.files import atomic_path
 
 TILE_SIZE = (64, 128)  # width, height of each person image
 FRAME = 4              # frame thickness in pixels

@@ -5,13 +5,15 @@ and every flip and crop come from stateless random ops keyed by the step, and wi
 also the batch size. Resuming at step s therefore continues the exact sequence of batches
 without storing any pipeline state.
 """
+import dataclasses
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from common import InputError
-from data.augment import random_erasing
+from tripletreid import csv_dataset
+from tripletreid.augment import random_erasing
+from tripletreid.errors import InputError
 
 # Stream names for `tf.random.experimental.stateless_fold_in`, so random draws never collide.
 _PERMUTE, _SAMPLE, _AUGMENT = 1, 2, 3
@@ -50,6 +52,13 @@ def check_decodable(dataset, image_root, threads):
         more = f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''
         raise InputError(f'{dataset.where(bad[0])}: image {paths[bad[0]]} cannot be decoded '
                          f'(corrupt or truncated){more}')
+
+
+def check_readable(dataset, image_root, threads):
+    """Stop with a one-line error at the first missing, empty, non-image or undecodable image
+    of `dataset`, naming its CSV line."""
+    csv_dataset.check_images(dataset, image_root or '', threads)
+    check_decodable(dataset, image_root, threads)
 
 
 def check_batch_p(batch_p, num_ids):
@@ -113,56 +122,31 @@ class PKSampler:
                          base[1] + tf.range(self.p * self.k, dtype=tf.int64)], axis=1)
 
 
-class Curriculum:
-    """Batch sizes by step: P and K grow from (`start_p`, `start_k`) to (`batch_p`, `batch_k`).
-
-    The official maintainers' advice for a loss stuck at its collapse value is to start with
-    small P and K (down to P=2, K=2) and grow them. Over the first `steps` steps the sizes rise
-    linearly in `STAGES` equal stages (a few distinct batch shapes, so the training step is
-    traced only a few times); from step `steps` on they are the configured ones. `steps` = 0 is
-    no curriculum. Sizes are a function of the step alone, so a resumed run continues the
-    schedule exactly.
-    """
-    STAGES = 4
-
-    def __init__(self, batch_p, batch_k, steps=0, start_p=None, start_k=None):
-        if not steps:
-            self.stages = [(0, batch_p, batch_k)]  # (first step, P, K), in order
-            return
-        self.stages = [(0, start_p, start_k)]
-        for i in range(1, self.STAGES + 1):
-            stage = (i * steps // self.STAGES,
-                     start_p + (batch_p - start_p) * i // self.STAGES,
-                     start_k + (batch_k - start_k) * i // self.STAGES)
-            # A stage starting where the previous one does (`steps` < STAGES), or of the same
-            # sizes, adds nothing.
-            previous = self.stages[-1]
-            if stage[0] > previous[0] and stage[1:] != previous[1:]:
-                self.stages.append(stage)
-
-    def sizes(self, step):
-        """(P, K) of batch `step` (0-based: the batch of training step `step` + 1)."""
-        return next((p, k) for first, p, k in reversed(self.stages) if first <= step)
-
-    def spans(self, start_step=0):
-        """(first step, end step or None for endless, P, K) of the stages from `start_step` on."""
-        ends = [first for first, _, _ in self.stages[1:]] + [None]
-        return [(max(first, start_step), end, p, k)
-                for (first, p, k), end in zip(self.stages, ends)
-                if end is None or end > start_step]
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """How each training image is loaded and augmented: resized to `pre_crop_size` when
+    cropped (else to `net_size`), flipped, randomly cropped to `net_size`, and erased (Random
+    Erasing: with probability `erasing_prob`, a rectangle of noise covering a share in
+    `erasing_area` of the image, of aspect ratio in [`erasing_aspect_min`, 1/that])."""
+    net_size: tuple
+    pre_crop_size: tuple
+    flip: bool = False
+    crop: bool = False
+    erasing_prob: float = 0.0
+    erasing_area: tuple = (0.02, 0.4)
+    erasing_aspect_min: float = 0.3
 
 
-def train_dataset(dataset, image_root, args, labels, start_step=0, curriculum=None,
-                  shard=(0, 1, 1)):
+def train_dataset(dataset, image_root, labels, curriculum, augmentation, seed,
+                  loading_threads=8, start_step=0, shard=(0, 1, 1)):
     """Endless PK batches `(images, labels, rows)` from step `start_step` on; `rows` are the
     images' rows in `dataset` (numbers, which every device can hold; strings no GPU can).
 
-    `args` holds the official flags: batch_p, batch_k, seed, net_input_{height,width},
-    pre_crop_{height,width}, flip_augment, crop_augment, random_erasing_{prob,area_min,area_max,
-    aspect_min}, loading_threads. With a `Curriculum`,
-    each of its stages draws from a sampler of its own P and K, stages joined end to end; batch
-    s is then still a function of (seed, s) alone, and from the end of the curriculum on it is
-    exactly the batch s of a run without one.
+    Batch sizes come from the `Curriculum` (`tripletreid.curriculum`); each of its stages draws
+    from a sampler of its own P and K seeded by `seed`, stages joined end to end; batch s is
+    then still a function of (seed, s) alone, and from the end of the curriculum on it is
+    exactly the batch s of a run without one. Images are loaded with `loading_threads` and
+    augmented as `augmentation` (an `Augmentation`) says.
 
     `shard` = (pipeline, pipelines, replicas) splits each batch for `tf.distribute`: the batch
     is cut into `replicas` equal parts of whole identities (P must divide by `replicas`), and
@@ -170,30 +154,28 @@ def train_dataset(dataset, image_root, args, labels, start_step=0, curriculum=No
     replicas it feeds, one element each. Put back together in replica order they are the batch
     of one device, so a run on N devices trains on the same batches as a run on one.
     """
-    curriculum = curriculum or Curriculum(args.batch_p, args.batch_k)
     paths = tf.constant(image_paths(dataset.fids, image_root))
     pipeline, pipelines, replicas = shard
     mine = slice(pipeline * replicas // pipelines, (pipeline + 1) * replicas // pipelines)
-    net_size = (args.net_input_height, args.net_input_width)
-    load_size = (args.pre_crop_height, args.pre_crop_width) if args.crop_augment else net_size
+    net_size = tuple(augmentation.net_size)
+    load_size = tuple(augmentation.pre_crop_size) if augmentation.crop else net_size
 
     def load(file, label, seed):
         image = load_image(paths[file], load_size)
-        if args.flip_augment:
+        if augmentation.flip:
             image = tf.image.stateless_random_flip_left_right(image, seed)
-        if args.crop_augment:
+        if augmentation.crop:
             crop_seed = tf.random.experimental.stateless_fold_in(seed, 1)
             image = tf.image.stateless_random_crop(image, net_size + (3,), crop_seed)
-        if args.random_erasing_prob:
+        if augmentation.erasing_prob:
             image = random_erasing(
                 image, tf.random.experimental.stateless_fold_in(seed, 2),
-                args.random_erasing_prob,
-                (args.random_erasing_area_min, args.random_erasing_area_max),
-                args.random_erasing_aspect_min)
+                augmentation.erasing_prob, augmentation.erasing_area,
+                augmentation.erasing_aspect_min)
         return image, label, file
 
     def stage(first, end, p, k):
-        sampler = PKSampler(labels, p, k, args.seed)
+        sampler = PKSampler(labels, p, k, seed)
 
         def plan(step):
             files, batch_labels = sampler.batch(step)
@@ -204,7 +186,7 @@ def train_dataset(dataset, image_root, args, labels, start_step=0, curriculum=No
         steps = tf.data.Dataset.counter(first)
         if end is not None:
             steps = steps.take(end - first)
-        images = steps.map(plan).unbatch().map(load, num_parallel_calls=args.loading_threads)
+        images = steps.map(plan).unbatch().map(load, num_parallel_calls=loading_threads)
         return images.batch(p * k // replicas)
 
     # Stages are made last (largest) first, so that a --batch_p too large for the training set

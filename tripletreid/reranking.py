@@ -16,8 +16,8 @@ import dataclasses
 import numpy as np
 from scipy import sparse
 
-import metrics
-from common import InputError
+from tripletreid import metrics
+from tripletreid.errors import InputError
 
 _CHUNK = 256  # joint rows whose dense distances (CHUNK x N floats) are held at once
 _JACCARD_TERMS = 1 << 21  # (query, gallery, feature) terms summed at once for the Jaccard

@@ -1,4 +1,4 @@
-"""Learning-rate schedules."""
+"""Learning-rate schedules and the optimizer (Adam as the official code, or AdamW)."""
 import keras
 from keras import ops
 
@@ -52,3 +52,40 @@ class LinearWarmUp(keras.optimizers.schedules.LearningRateSchedule):
     @classmethod
     def from_config(cls, config):
         return cls(keras.optimizers.schedules.deserialize(config['schedule']), config['steps'])
+
+
+def make_schedule(learning_rate, train_iterations, decay_start_iteration, kind='paper',
+                  decay_steps=(), decay_factor=0.1):
+    """The learning rate as a function of the step: the paper's (default), step or cosine."""
+    learning_rate = float(learning_rate)  # Keras' schedules compute in the dtype they are given
+    if kind == 'step':
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
+            [s - 1 for s in decay_steps],  # the rate drops after that many steps
+            [learning_rate * decay_factor ** i for i in range(len(decay_steps) + 1)])
+    if kind == 'cosine':
+        return keras.optimizers.schedules.CosineDecay(learning_rate, train_iterations)
+    return PaperDecay(learning_rate, decay_start_iteration, train_iterations)
+
+
+def make_optimizer(schedule, warmup_iterations=0, weight_decay=0.0):
+    """Adam with TF1's defaults (epsilon 1e-8) on the learning-rate `schedule`, after a linear
+    warm-up over `warmup_iterations` steps if any.
+
+    `weight_decay` is decoupled (AdamW): each step shrinks every kernel by learning rate times
+    `weight_decay`; batch-norm parameters and biases are left alone.
+    """
+    if warmup_iterations:
+        schedule = LinearWarmUp(schedule, warmup_iterations)
+    optimizer = keras.optimizers.Adam(schedule, epsilon=1e-8, weight_decay=weight_decay or None)
+    if weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=['gamma', 'beta', 'bias'])
+    return optimizer
+
+
+def optimizer_of(config):
+    """The optimizer of an experiment's `TrainConfig`: Adam (or AdamW) on its learning-rate
+    schedule, after its warm-up."""
+    schedule = make_schedule(config.learning_rate, config.train_iterations,
+                             config.decay_start_iteration, config.lr_schedule,
+                             config.lr_decay_steps, config.lr_decay_factor)
+    return make_optimizer(schedule, config.warmup_iterations, config.weight_decay)

@@ -12,7 +12,7 @@ import os
 import keras
 import tensorflow as tf
 
-from common import InputError
+from tripletreid.errors import InputError
 
 # The variable scope slim builds each of our slim-layout backbones under.
 SCOPES = {

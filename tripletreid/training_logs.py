@@ -8,9 +8,9 @@ from datetime import timedelta
 import numpy as np
 import tensorflow as tf
 
-import health
 from heads import HEADS
-from loss import LOSSES
+from tripletreid import health
+from tripletreid.losses import LOSSES
 
 LOG = logging.getLogger('train')
 IDENTITY_LOSSES = ('id_loss', 'center_loss')  # logged beside the triplet loss when in use
@@ -41,32 +41,34 @@ class TrainingLogs:
     when it starts, an INFO line when it ends, a marker on the console line while it lasts.
     """
 
-    def __init__(self, args, start_step, fid_length, curriculum):
-        self.args = args
+    def __init__(self, config, start_step, fid_length):
+        """`config` is the experiment's `TrainConfig`; `fid_length` the longest file name."""
+        self.train_iterations = config.train_iterations
+        self.batch_k = config.batch_k
         self.start_step = start_step
-        self.curriculum = curriculum
+        self.curriculum = config.curriculum()
         self.sizes = None  # (P, K) of the last batch
-        self.health = health.HealthMonitor(
-            args.margin, stalls=not (args.id_loss_weight or args.center_loss_weight))
-        self.remedies = health.remedies(args, HEADS, LOSSES)
+        self.health = health.HealthMonitor(config.margin, stalls=not config.identity_losses)
+        self.remedies = health.remedies(config, HEADS, LOSSES)
         self.started = time.time()
-        self.writer = tf.summary.create_file_writer(args.experiment_root)
+        self.writer = tf.summary.create_file_writer(config.experiment_root)
         self.detailed = None
-        if args.detailed_logs:
-            size, iters = args.batch_p * args.batch_k, args.train_iterations
-            root = args.experiment_root
+        if config.detailed_logs:
+            size, iters = config.batch_p * config.batch_k, config.train_iterations
+            root = config.experiment_root
             self.detailed = {
                 'embeddings': open_memmap(os.path.join(root, 'embeddings.dat'), np.float32,
-                                          (iters, size, args.embedding_dim)),
+                                          (iters, size, config.embedding_dim)),
                 'losses': open_memmap(os.path.join(root, 'losses.dat'), np.float32,
                                       (iters, size)),
-                'fids': open_memmap(os.path.join(root, 'fids.dat'), f'S{fid_length}', (iters, size)),
+                'fids': open_memmap(os.path.join(root, 'fids.dat'), f'S{fid_length}',
+                                    (iters, size)),
             }
 
     def write(self, step, values, fids, learning_rate, seconds):
         losses = values['losses']
         done = step - self.start_step
-        eta = (time.time() - self.started) / done * (self.args.train_iterations - step)
+        eta = (time.time() - self.started) / done * (self.train_iterations - step)
         sizes = self.curriculum.sizes(step - 1)
         if sizes != self.sizes:
             self.sizes = sizes
@@ -104,7 +106,7 @@ class TrainingLogs:
                 if name in values:
                     tf.summary.scalar(name, values[name])
             tf.summary.scalar('batch_top1', values['top1'])
-            tf.summary.scalar(f'batch_prec_at_{self.args.batch_k - 1}', values['prec_at_k'])
+            tf.summary.scalar(f'batch_prec_at_{self.batch_k - 1}', values['prec_at_k'])
             tf.summary.scalar('active_count', values['active'])
             tf.summary.scalar('learning_rate', learning_rate)
             tf.summary.scalar('health/distance_spread', self.health.values['spread'])

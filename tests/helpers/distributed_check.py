@@ -2,28 +2,23 @@
 
 Run by tests/test_distribution.py in its own process (the CPU must be split before TensorFlow
 starts). One SGD step of rate 1e6 from the same weights turns each variable's change into
-a million times its gradient (so large that the weights do not round it away). Prints JSON: the largest loss difference, and per variable the largest gradient
-difference relative to the gradient's largest entry.
+a million times its gradient (so large that the weights do not round it away). Prints JSON:
+the largest loss difference, and per variable the largest gradient difference relative to the
+gradient's largest entry.
 """
-import argparse
 import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-import common  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-common.quiet_tensorflow()
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import distribution  # noqa: E402
-import train  # noqa: E402
-from embedding_model import build_model  # noqa: E402
-from identity_losses import IdentityLosses  # noqa: E402
+from tripletreid import distribution, training
+from tripletreid.losses.identity import IdentityLosses
+from tripletreid.model import build_model
 
 RATE = 1e6
 
@@ -39,8 +34,7 @@ def one_step(strategy, images, labels, loss):
         optimizer.build(model.trainable_variables + identity.classifier_variables)
     variables = model.trainable_variables + identity.classifier_variables
     before = [v.numpy() for v in variables]
-    args = argparse.Namespace(loss=loss, metric='euclidean', margin='soft', seed=0)
-    step = train.make_train_step(model, optimizer, args, identity, strategy)
+    step = training.make_train_step(model, optimizer, loss, identity=identity, strategy=strategy)
     replicas = strategy.num_replicas_in_sync
 
     def share(context):
@@ -50,7 +44,8 @@ def one_step(strategy, images, labels, loss):
         return images[rows], labels[rows], np.arange(len(labels))[rows]
     batch = strategy.experimental_distribute_values_from_function(share)
     values = step(*batch)
-    return values['losses'].numpy(), {v.path: (b - v.numpy()) / RATE for v, b in zip(variables, before)}
+    gradients = {v.path: (b - v.numpy()) / RATE for v, b in zip(variables, before)}
+    return values['losses'].numpy(), gradients
 
 
 def main():

@@ -8,7 +8,27 @@ only the embedding.
 import keras
 import tensorflow as tf
 
-from loss import center_loss, identity_cross_entropy
+
+def identity_cross_entropy(logits, labels, smoothing=0.0):
+    """Softmax cross-entropy of each image's identity, per image, with label smoothing.
+
+    The target puts `1 - smoothing` on the true identity and spreads `smoothing` evenly over
+    all of them (Szegedy et al. 2016), as the Bag-of-Tricks baseline's ID loss: it keeps the
+    classifier from growing its logits without bound on a training set it can memorise.
+    """
+    classes = tf.shape(logits)[1]
+    targets = (tf.one_hot(labels, classes) * (1.0 - smoothing)
+               + smoothing / tf.cast(classes, logits.dtype))
+    return -tf.reduce_sum(targets * tf.nn.log_softmax(logits), axis=1)
+
+
+def center_loss(features, labels, centers):
+    """Squared euclidean distance of each feature to its identity's center (Wen et al. 2016).
+
+    It pulls each identity together in absolute terms, which the triplet loss (relative
+    distances only) does not; the centers are learnt along (`IdentityLosses`).
+    """
+    return tf.reduce_sum(tf.square(features - tf.gather(centers, labels)), axis=1)
 
 
 class IdentityLosses(tf.Module):

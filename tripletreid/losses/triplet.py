@@ -2,11 +2,11 @@
 
 A loss takes the pairwise distance matrix of a batch, the identity of each row, the margin and a
 stateless seed (for the losses that sample), and returns one value per anchor whose mean is what
-is minimised. New losses register in `LOSSES`.
+is minimised. Losses register by name in `tripletreid.losses.LOSSES`.
 """
 import tensorflow as tf
 
-METRICS = ('euclidean', 'sqeuclidean', 'cityblock')
+from tripletreid.metrics import METRICS
 
 
 def cdist(a, b, metric='euclidean'):
@@ -33,7 +33,8 @@ def identity_masks(pids):
 
 
 def apply_margin(diff, margin):
-    """Turn `d(a,p) - d(a,n)` into a loss: softplus (`soft`), hinge at a float, or as is (`none`)."""
+    """Turn `d(a,p) - d(a,n)` into a loss: softplus (`soft`), hinge at a float, or as is
+    (`none`)."""
     if margin == 'soft':
         return tf.nn.softplus(diff)
     if margin == 'none':
@@ -110,36 +111,6 @@ def batch_sample(dists, pids, margin, seed):
     neg = tf.random.stateless_categorical(tf.stop_gradient(neg_logits), 1, neg_seed)[:, 0]
     d_ap = tf.where(has_positive[:, 0], tf.gather(dists, pos, batch_dims=1), 0.0)
     return apply_margin(d_ap - tf.gather(dists, neg, batch_dims=1), margin)
-
-
-def identity_cross_entropy(logits, labels, smoothing=0.0):
-    """Softmax cross-entropy of each image's identity, per image, with label smoothing.
-
-    The target puts `1 - smoothing` on the true identity and spreads `smoothing` evenly over
-    all of them (Szegedy et al. 2016), as the Bag-of-Tricks baseline's ID loss: it keeps the
-    classifier from growing its logits without bound on a training set it can memorise.
-    """
-    classes = tf.shape(logits)[1]
-    targets = (tf.one_hot(labels, classes) * (1.0 - smoothing)
-               + smoothing / tf.cast(classes, logits.dtype))
-    return -tf.reduce_sum(targets * tf.nn.log_softmax(logits), axis=1)
-
-
-def center_loss(features, labels, centers):
-    """Squared euclidean distance of each feature to its identity's center (Wen et al. 2016).
-
-    It pulls each identity together in absolute terms, which the triplet loss (relative
-    distances only) does not; the centers are learnt along (`identity_losses.py`).
-    """
-    return tf.reduce_sum(tf.square(features - tf.gather(centers, labels)), axis=1)
-
-
-LOSSES = {
-    'batch_hard': batch_hard,
-    'batch_all': batch_all,
-    'batch_all_nonzero': batch_all_nonzero,
-    'batch_sample': batch_sample,
-}
 
 
 def monitoring(dists, pids, k):
