@@ -160,3 +160,23 @@ print('tensorflow' in sys.modules)
     assert message.count('\n') == 1 and message.startswith(name) and ': error: ' in message
     flag = next(arg for arg in bad if arg.startswith('--'))
     assert f'argument {flag}' in message and f'see {name} --help' in message
+
+
+def test_the_readme_backbone_example_is_one_file_and_one_line(tmp_path, monkeypatch):
+    """The README's worked example: its file and its registry line make a backbone that
+    train.py's model builder takes by name."""
+    import re
+
+    import numpy as np
+
+    import nets
+    from tripletreid.model import build_model
+    readme = open(os.path.join(ROOT, 'README.md')).read()
+    code = re.search(r'```python\n# nets/tiny.py\n(.*?)```', readme, re.S).group(1)
+    line = re.search(r"`('tiny': '(nets\.tiny:build)',)`", readme).group(2)
+    (tmp_path / 'readme_tiny.py').write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(nets.NETS._entries, 'tiny', line.replace('nets.tiny', 'readme_tiny'))
+    model = build_model('tiny', 'fc1024', 8)
+    embeddings = model(np.zeros((2, 32, 16, 3), np.float32))
+    assert embeddings.shape == (2, 8) and 'tiny' in sorted(nets.NETS)
