@@ -27,34 +27,19 @@
 #       --gallery_dataset data/market1501_test.csv \
 #       --gallery_embeddings "$EXP_ROOT/market1501_test_embeddings.h5" [--rerank]
 #
-# Set the three paths as for market1501_train.sh; further flags go on to train.py.
-set -e
-IMAGE_ROOT=${IMAGE_ROOT:-/absolute/path/to/Market-1501-v15.09.15}
-INIT_CHECKPT=${INIT_CHECKPT:-/absolute/path/to/resnet_v1_50.ckpt}
+# Set the three paths as for market1501_train.sh; further flags go on to train.py. This recipe
+# is market1501_train.sh (the paths, the CSVs, the network, flip and crop) with the flags below
+# after its own, which they override (the last value of a flag wins).
 EXP_ROOT=${EXP_ROOT:-./experiments/market1501_strong_baseline}
-cd "$(dirname "$0")"
-
-[ -f data/market1501_train.csv ] || python -m data.build_csv market1501 "$IMAGE_ROOT" data
-
-python train.py \
-    --train_set data/market1501_train.csv \
-    --model_name resnet_v1_50 \
+export EXP_ROOT
+exec "$(dirname "$0")/market1501_train.sh" \
     --last_stride 1 \
     --head_name bnneck \
     --embedding_dim 2048 \
-    --image_root "$IMAGE_ROOT" \
-    --initial_checkpoint "$INIT_CHECKPT" \
-    --experiment_root "$EXP_ROOT" \
-    --flip_augment \
-    --crop_augment \
     --pre_crop_height 276 --pre_crop_width 148 \
-    --net_input_height 256 --net_input_width 128 \
     --random_erasing_prob 0.5 \
     --batch_p 16 \
-    --batch_k 4 \
-    --loss batch_hard \
     --margin 0.3 \
-    --metric euclidean \
     --id_loss_weight 1 \
     --label_smoothing 0.1 \
     --center_loss_weight 0.0005 \

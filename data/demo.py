@@ -1,19 +1,6 @@
-"""Generate a small synthetic person re-identification dataset in the Market-1501 layout.
-
-Usage (from the repository root):
+"""Write the synthetic demo dataset (`data/demo_set.py`): Market-1501 layout and CSVs.
 
     python -m data.demo OUTPUT_ROOT [--train_ids 100] [--test_ids 50] [--seed 0]
-
-It writes `bounding_box_train/`, `query/`, `bounding_box_test/` with Market-1501 file names
-(`PPPP_cCsS_FFFFFF_NN.jpg`) and the three CSVs `market1501_{train,query,test}.csv`, so that the
-training and evaluation scripts can be tried in minutes on a CPU without downloading anything.
-
-The people are cartoon figures drawn with OpenCV. An identity is a combination of clothing and
-body cues (upper/lower colours from a small shared palette, pattern, sleeves, trousers/shorts/
-skirt, hair, hat, bag, build); each camera has its own lighting, scale, blur, noise and
-background, and each image its own pose, position, view (front/back) and JPEG quality. No single
-cue tells identities apart, and nothing constant over an image (background, colour cast) belongs
-to an identity, so a network has to learn the combinations, across cameras, as on real data.
 """
 import argparse
 import os

@@ -9,8 +9,13 @@ from conftest import ROOT
 
 
 def train_flags(script):
-    """The arguments of the script's `python train.py` command, its variables filled in."""
+    """The arguments of the script's `python train.py` command, its variables filled in; for a
+    recipe that runs another with more flags, those of the other, then its own."""
     text = open(os.path.join(ROOT, script)).read()
+    delegated = re.search(r'^exec "\$\(dirname "\$0"\)/(\S+)" \\\n(.*?)"\$@"', text, re.S | re.M)
+    if delegated:
+        return train_flags(delegated.group(1)) + shlex.split(
+            delegated.group(2).replace('\\\n', ' '))
     command = re.search(r'^python train\.py \\\n(.*?)"\$@"', text, re.S | re.M).group(1)
     command = command.replace('"$IMAGE_ROOT"', ROOT).replace('"$INIT_CHECKPT"', 'init.ckpt')
     return shlex.split(command.replace('"$EXP_ROOT"', 'exp').replace('\\\n', ' '))
