@@ -41,7 +41,7 @@ def main(argv=None):
     overrides = {key: getattr(args, key) for key in OVERRIDES if getattr(args, key) is not None}
     config = official_import.experiment_config(args.experiment_root, args.checkpoint,
                                                args.args_json, overrides, notes)
-    official_import.import_checkpoint(args.checkpoint, config, step)
+    official_import.import_checkpoint(args.checkpoint, config, step, notes)
     for line in notes + [f'Imported {args.checkpoint} ({config.model_name} + '
                          f'{config.head_name}, {config.embedding_dim}-D, step {step}) into '
                          f'{args.experiment_root}']:

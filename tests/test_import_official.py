@@ -14,6 +14,7 @@ import cv2
 import h5py
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import embed
 import import_official
@@ -22,7 +23,7 @@ from tripletreid.checkpoints import (TrainingCheckpoints, complete_checkpoints,
                                      latest_checkpoint, restore_model)
 from tripletreid.errors import InputError
 from conftest import ROOT
-from tripletreid import experiment
+from tripletreid import experiment, official_import, training
 from tripletreid.model import build_model
 from tripletreid.schedules import optimizer_of
 
@@ -96,6 +97,50 @@ def test_the_experiment_has_the_official_flags_and_step(official, small_resnets,
     optimizer = optimizer_of(args)
     optimizer.build(model.trainable_variables)
     assert TrainingCheckpoints(root, model, optimizer).restore_latest() == 25000
+
+
+def test_resume_continues_the_official_adam_state(official, small_resnets, tmp_path):
+    """Adam's moments are the official `<variable>/Adam` and `/Adam_1`, and the step counter
+    is the official step: the learning rate is the decayed one, 0.001 x 3e-4 at the last step
+    of the paper's schedule (a fresh counter would train at 3e-4)."""
+    checkpoint, _, _ = official
+    root = str(tmp_path / 'imported')
+    import_official.main(['--checkpoint', checkpoint, '--experiment_root', root])
+    config = experiment.resolve(experiment.build_train_parser(),
+                                ['--experiment_root', root, '--resume'])
+    model = build_model(config.model_name, config.head_name, config.embedding_dim)
+    optimizer = optimizer_of(config)
+    optimizer.build(model.trainable_variables)
+    TrainingCheckpoints(root, model, optimizer).restore_latest()
+    assert int(optimizer.iterations) == 25000
+    assert float(optimizer.learning_rate) == pytest.approx(3e-4 * 0.001, rel=1e-5)
+    reader = tf.train.load_checkpoint(checkpoint)
+    named = official_import.model_variables(model, 'test')
+    trainable = [(v, name) for v, name in named if v.trainable]
+    assert len(trainable) == len(model.trainable_variables)
+    for variable, name in trainable:
+        index = optimizer._get_variable_index(variable)
+        np.testing.assert_array_equal(optimizer._momentums[index].numpy(),
+                                      reader.get_tensor(name + '/Adam'), err_msg=name)
+        np.testing.assert_array_equal(optimizer._velocities[index].numpy(),
+                                      reader.get_tensor(name + '/Adam_1'), err_msg=name)
+
+
+def test_without_adam_slots_resume_is_refused(small_resnets, tmp_path, capsys):
+    checkpoint = str(tmp_path / 'run' / 'checkpoint-300')
+    os.makedirs(os.path.dirname(checkpoint))
+    images = ref.random_images(2, 64, 32, ref.RGB_MEAN, 8)
+    ref.save_reference(checkpoint, lambda x: ref.official_head(
+        ref.resnet(x, units=ref.SMALL_UNITS), 'direct', 16), images)
+    root = str(tmp_path / 'imported')
+    import_official.main(['--checkpoint', checkpoint, '--experiment_root', root,
+                          '--head_name', 'direct', '--embedding_dim', '16'])
+    assert 'holds no Adam moments' in capsys.readouterr().err
+    with pytest.raises(InputError, match='holds no Adam moments: embed.py and export.py use '
+                                         'it, train.py --resume cannot continue it'):
+        training.train(experiment.resolve(experiment.build_train_parser(),
+                                          ['--experiment_root', root, '--resume']),
+                       None, np.zeros(2, int))
 
 
 def test_without_args_json_the_official_defaults_and_the_flags_apply(small_resnets, tmp_path):

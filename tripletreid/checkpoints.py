@@ -16,6 +16,7 @@ import tensorflow as tf
 from tripletreid.errors import InputError
 
 PREFIX = 'checkpoint'
+NOT_RESUMABLE = 'NOT_RESUMABLE'  # a file saying why `--resume` cannot continue this experiment
 _NAME = re.compile(PREFIX + r'-(\d+)\.index$')
 
 
@@ -117,8 +118,17 @@ class TrainingCheckpoints:
             for old in sorted(complete_checkpoints(self.directory))[:-self.keep]:
                 _remove_files(self.directory, f'{PREFIX}-{old}.*')
 
+    def forbid_resume(self, reason):
+        """Mark the experiment as one `restore_latest` refuses, saying `reason`."""
+        with open(os.path.join(self.directory, NOT_RESUMABLE), 'w') as f:
+            f.write(reason + '\n')
+
     def restore_latest(self):
         """Restore the newest complete checkpoint and return its step."""
+        marker = os.path.join(self.directory, NOT_RESUMABLE)
+        if os.path.exists(marker):
+            with open(marker) as f:
+                raise InputError(f'{self.directory}: {f.read().strip()}')
         path = latest_checkpoint(self.directory)
         if path is None:
             raise InputError(f'{self.directory}: no complete checkpoint to resume from')

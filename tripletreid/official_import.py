@@ -17,6 +17,7 @@ from tripletreid.schedules import optimizer_of
 # variables are `fully_connected/...` and `emb/...`, without `head/`.
 HEAD_SCOPES = {'fc1024': 'fully_connected'}
 STEP = re.compile(r'-(\d+)$')
+ADAM_SLOTS = ('Adam', 'Adam_1')  # TF1's names of Adam's first and second moments
 
 
 def official_step(path):
@@ -67,6 +68,8 @@ def experiment_config(experiment_root, checkpoint, args_json, overrides, notes):
     else:
         notes.append(f'No args.json beside {checkpoint}: the official defaults are used.')
     settings.update(overrides)
+    settings.update({key: value for key, value in dataclasses.asdict(experiment.TrainConfig(
+        experiment_root=experiment_root)).items() if key in experiment.PER_RUN})
     if settings['seed'] is None:  # as train.py: recorded, so that a resumed run has one
         settings['seed'] = random.randrange(2 ** 31)
     settings['lr_decay_steps'] = list(settings['lr_decay_steps'])
@@ -82,20 +85,52 @@ def model_variables(model, context):
             + slim_checkpoint.named_variables(head, renames=HEAD_SCOPES))
 
 
-def write_experiment(config, model, step):
-    """Our checkpoint at `step`, with a fresh optimizer so that it restores as train.py's do."""
-    optimizer = optimizer_of(config)
-    optimizer.build(model.trainable_variables)
-    os.makedirs(config.experiment_root, exist_ok=True)
-    TrainingCheckpoints(config.experiment_root, model, optimizer).save(step)
-    experiment.write_args(config)
+def adam_slots(optimizer, named):
+    """[(our Adam moment, its name in TF1)] of each trainable variable of `named`: TF1's
+    AdamOptimizer keeps m and v as `<variable>/Adam` and `<variable>/Adam_1`."""
+    pairs = []
+    for variable, name in named:
+        if variable.trainable:
+            index = optimizer._get_variable_index(variable)
+            pairs += [(optimizer._momentums[index], f'{name}/{ADAM_SLOTS[0]}'),
+                      (optimizer._velocities[index], f'{name}/{ADAM_SLOTS[1]}')]
+    return pairs
 
 
-def import_checkpoint(checkpoint, config, step):
-    """Build the network of `config`, load the official `checkpoint` into it and write the new
-    experiment at `step`."""
+def has_adam_slots(checkpoint):
+    names = slim_checkpoint.variable_shapes(checkpoint)
+    return any(name.endswith('/' + ADAM_SLOTS[0]) for name in names)
+
+
+def import_checkpoint(checkpoint, config, step, notes):
+    """Build the network of `config`, load the official `checkpoint` into it, with Adam's
+    moments and step counter when it has them, and write the new experiment at `step`.
+
+    Keras' Adam derives its bias corrections (TF1's `beta1_power`, `beta2_power`, which are
+    beta^(step+1) after `step` steps) and the learning-rate schedule from its step counter, so
+    setting the counter to the step resumes where the official training stopped. Without
+    Adam's moments a resumed run would restart them from zero under a decayed rate: the
+    experiment is marked so that `train.py --resume` refuses it.
+    """
     name, head, dim = config.model_name, config.head_name, config.embedding_dim
     model = build_model(name, head, dim)
+    optimizer = optimizer_of(config)
+    optimizer.build(model.trainable_variables)
     context = f'--checkpoint {checkpoint} does not fit {name} + {head} ({dim}-D)'
-    slim_checkpoint.load_variables(checkpoint, model_variables(model, context), context)
-    write_experiment(config, model, step)
+    named = model_variables(model, context)
+    resumable = has_adam_slots(checkpoint)
+    if resumable:
+        named += adam_slots(optimizer, named)
+        optimizer.iterations.assign(step)
+    slim_checkpoint.load_variables(checkpoint, named, context)
+    os.makedirs(config.experiment_root, exist_ok=True)
+    checkpoints = TrainingCheckpoints(config.experiment_root, model, optimizer)
+    checkpoints.save(step)
+    experiment.write_args(config)
+    if not resumable:
+        reason = (f'imported from {checkpoint}, which holds no Adam moments: embed.py and '
+                  f'export.py use it, train.py --resume cannot continue it')
+        checkpoints.forbid_resume(reason)
+        notes.append(f'{checkpoint} holds no Adam moments ({ADAM_SLOTS[0]}, '
+                     f'{ADAM_SLOTS[1]}): the experiment embeds and exports, but cannot be '
+                     f'resumed.')

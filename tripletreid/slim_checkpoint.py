@@ -79,6 +79,15 @@ def check_variables(shapes, named, context):
                              f'the checkpoint, {tuple(variable.shape)} in the model')
 
 
+def variable_shapes(path):
+    """{name: shape} of the TF checkpoint `path`."""
+    try:
+        return tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    except tf.errors.OpError as error:
+        raise InputError(f'{path}: not a readable TensorFlow checkpoint '
+                         f'({_first_line(error)})') from None
+
+
 def load_variables(path, named, context):
     """Assign each (variable, name) from the TF checkpoint `path`; all are checked first.
 
