@@ -15,6 +15,7 @@ from conftest import ROOT
 
 import embed
 import export
+from tripletreid import exporting
 from tripletreid.errors import InputError
 
 # Images of several sizes (smaller and larger than the 32x16 input); the first two, of the
@@ -148,7 +149,7 @@ def test_writes_leave_no_temporary_files(exported, experiment, tmp_path, monkeyp
         open(path, 'w').close()
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(export.WRITERS, 'keras', fail)
+    monkeypatch.setitem(exporting.WRITERS, 'keras', fail)
     target = str(tmp_path / 'broken.keras')
     with pytest.raises(KeyboardInterrupt):
         export.main(['--experiment_root', experiment[0], '--output', target])

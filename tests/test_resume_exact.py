@@ -1,14 +1,18 @@
 """Interrupted and resumed training ends bit-identical to an uninterrupted run (issue 8).
 
-Interruptions: SIGINT and SIGTERM (clean stop: the step finishes, a checkpoint is written) and
-SIGKILL at random moments (whatever was not checkpointed is lost and redone). Checkpoints are
-written every 2 steps, so many kills land while one is being written: the previous one must stay
-loadable and `--resume` must pick the newest complete one. Every random part of training is
-switched on: flip, crop, random erasing, the sampled triplet loss, and the ID and center losses.
-Midway, the experiment root is moved: it must resume from its new place.
+Interruptions: SIGINT and SIGTERM (clean stop: the step finishes, a checkpoint is written),
+SIGKILL at random moments (whatever was not checkpointed is lost and redone), and SIGKILL while
+a checkpoint is being written (sent as soon as its temporary files appear): the previous one must
+stay loadable and `--resume` must pick the newest complete one. Each resume must start from the
+step the interruption left: the clean stop's, or the newest checkpoint whose index is on disk.
+Every random part of training is switched on: flip, crop, random erasing, the sampled triplet
+loss, and the ID and center losses. Midway, the experiment root is moved: it must resume from
+its new place.
 """
+import glob
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -27,10 +31,14 @@ FLAGS = [*TINY, '--head_name', 'bnneck', '--train_iterations', str(STEPS),
          '--flip_augment', '--crop_augment', '--pre_crop_height', '36', '--pre_crop_width', '18',
          '--random_erasing_prob', '0.5', '--loss', 'batch_sample', '--id_loss_weight', '1',
          '--label_smoothing', '0.1', '--center_loss_weight', '0.001']
-# (signal, the step after whose log line it is sent, the most seconds it waits after that)
+# (signal, the step after whose log line it is sent, the most seconds it waits after that);
+# WRITE: SIGKILL during the first checkpoint write after that step.
+WRITE = 'checkpoint write'
 INTERRUPTIONS = [(signal.SIGINT, 3, 0.0), (signal.SIGKILL, 6, 0.05), (signal.SIGTERM, 9, 0.0),
-                 (signal.SIGKILL, 12, 0.1), (signal.SIGKILL, 15, 0.02),
-                 (signal.SIGKILL, 19, 0.08)]
+                 (WRITE, 11, 0.0), (signal.SIGKILL, 15, 0.02), (signal.SIGKILL, 19, 0.08)]
+RESUMED = re.compile(r'Resumed from step (\d+)')
+STOPPED = re.compile(r'Interrupted on request at step (\d+)')
+PARTIAL = re.compile(r'^\.checkpoint-(\d+)\.partial')
 
 
 def start(root, colour_dataset, resume):
@@ -42,18 +50,51 @@ def start(root, colour_dataset, resume):
                             stderr=subprocess.PIPE, text=True)
 
 
-def interrupt(proc, signum, at_step, delay):
-    """Send `signum` `delay` seconds after step `at_step` is logged; return the exit code."""
+def interrupt(proc, root, signum, at_step, delay):
+    """Send `signum` `delay` seconds after step `at_step` is logged (for WRITE: SIGKILL once a
+    checkpoint's temporary files appear). Returns the step the run said it resumed from (None
+    for a new run), the step the next run must resume from, and whether a WRITE kill left an
+    unfinished checkpoint behind."""
+    resumed = None
     for line in proc.stderr:
+        resumed = resumed or RESUMED.search(line)
         match = LINE.search(line)
         if match and int(match.group(1)) >= at_step:
+            if signum == WRITE:
+                unfinished = kill_during_write(proc, root)
+                return resumed and int(resumed.group(1)), newest_index(root), unfinished
             time.sleep(delay)
             proc.send_signal(signum)
             break
     rest = proc.stderr.read()
     code = proc.wait(timeout=120)
     assert code == (-signal.SIGKILL if signum == signal.SIGKILL else 0), rest[-2000:]
-    return code
+    next_start = (newest_index(root) if signum == signal.SIGKILL
+                  else int(STOPPED.search(rest).group(1)))
+    return resumed and int(resumed.group(1)), next_start, False
+
+
+def newest_index(root):
+    """The step of the newest checkpoint whose index file is on disk: written last, it makes
+    the checkpoint complete."""
+    return max(int(re.search(r'checkpoint-(\d+)\.index$', path).group(1))
+               for path in glob.glob(os.path.join(root, 'checkpoint-*.index')))
+
+
+def kill_during_write(proc, root):
+    """SIGKILL `proc` as soon as a checkpoint's temporary files appear in `root`. Returns
+    whether the kill left that checkpoint unfinished (its files still temporary, its index
+    never renamed into place) rather than landing after its last rename."""
+    while proc.poll() is None:
+        steps = [int(match.group(1)) for match in map(PARTIAL.match, os.listdir(root)) if match]
+        if steps:
+            proc.kill()
+            proc.wait(timeout=120)
+            unfinished = any(PARTIAL.match(name) for name in os.listdir(root))
+            assert not unfinished or not os.path.exists(
+                os.path.join(root, f'checkpoint-{steps[0]}.index'))
+            return unfinished
+    raise AssertionError('the run ended before a checkpoint write could be interrupted')
 
 
 def final_state(root):
@@ -75,15 +116,25 @@ def test_interrupted_runs_end_bit_identical(tmp_path, colour_dataset):
 
     root = str(tmp_path / 'interrupted')
     rng = random.Random(0)
+    expected_start = None
     for i, (signum, at_step, most) in enumerate(INTERRUPTIONS):
-        interrupt(start(root, colour_dataset, resume=i > 0), signum, at_step,
-                  rng.uniform(0, most))
+        resumed, next_start, unfinished = interrupt(
+            start(root, colour_dataset, resume=i > 0), root, signum, at_step,
+            rng.uniform(0, most))
+        assert resumed == expected_start, (signum, at_step)
+        expected_start = next_start
+        while signum == WRITE and not unfinished:  # the write outran the kill: again
+            resumed, expected_start, unfinished = interrupt(
+                start(root, colour_dataset, resume=True), root, WRITE, 0, 0.0)
+            assert resumed == next_start
+            next_start = expected_start
         if i == 2:  # the experiment root moves (to another cluster node, say) and goes on there
             shutil.move(root, root + '_moved')
             root += '_moved'
     proc = start(root, colour_dataset, resume=True)
     log = proc.stderr.read()
     assert proc.wait(timeout=300) == 0, log[-2000:]
+    assert int(RESUMED.search(log).group(1)) == expected_start
 
     expected, got = final_state(reference), final_state(root)
     assert sorted(expected) == sorted(got)
