@@ -15,5 +15,6 @@ def test_brief_training_on_cuhk03_beats_the_untrained_network(tmp_path):
     assert before['num_evaluated_queries'] > 900
     print(f"CUHK03 val, cross-camera: mAP {before['mAP']:.3f} -> {after['mAP']:.3f}, "
           f"rank-1 {before['CMC'][0]:.3f} -> {after['CMC'][0]:.3f}")
-    assert after['mAP'] > 2 * before['mAP']
-    assert after['CMC'][0] > before['CMC'][0] + 0.02
+    # 400 steps reached mAP 9.0% and rank-1 8.1% here (1,000 steps: 15.0%, README); a broken
+    # pipeline (shuffled labels, a frozen or collapsed network) stays near chance, about 1.5%.
+    assert after['mAP'] > 0.06 and after['CMC'][0] > 0.05
