@@ -3,12 +3,16 @@
 
 The network, head, input sizes and preprocessing come from the experiment's args.json.
 Output datasets, as the official: `emb` [N, D] in CSV order; with more than one test-time view
-also `emb_aug` [views, N, D]; and `augmentation_types`, the view names.
+also `emb_aug` [views, N, D]; and `augmentation_types`, the view names. Beyond the official:
+`paths`, the CSV path of each row (evaluate.py and search.py refuse the file with another CSV),
+and the attribute `fingerprint`, the model and views that made them. `--shard I/N` embeds the
+I-th of N consecutive parts of the CSV (attributes `shard`, `first_row`, `dataset_rows`), for
+`search.py index --embeddings part1.h5 ... partN.h5 --dataset the.csv`.
 """
 import os
 import sys
 
-from tripletreid import cli, experiment, files
+from tripletreid import cli, experiment, files, provenance
 
 
 def build_parser():
@@ -21,6 +25,9 @@ def build_parser():
     add('--filename', default=None,
         help='HDF5 output, relative to the experiment root (default: <csv name>_embeddings.h5).')
     add('--overwrite', action='store_true', help='Replace an existing output file.')
+    add('--shard', type=cli.shard, metavar='I/N', default=None,
+        help='Embed only the I-th of N consecutive parts of the CSV (1 <= I <= N); the default '
+             'file name gets _shard<I>of<N>.')
     experiment.add_view_flags(parser)
     return parser
 
@@ -33,10 +40,17 @@ def main(argv=None):
     image_root = args.image_root or trained.get('image_root')
     views = inference.Views(args.flip_augment, args.crop_augment)
     inference.check_views(views, args.aggregator, trained.get('crop_augment'))
+    suffix = f'_shard{args.shard[0]}of{args.shard[1]}' if args.shard else ''
     filename = os.path.join(args.experiment_root, args.filename or os.path.splitext(
-        os.path.basename(args.dataset))[0] + '_embeddings.h5')
+        os.path.basename(args.dataset))[0] + f'_embeddings{suffix}.h5')
     files.check_output(filename, args.overwrite)
     dataset = csv_dataset.read_csv(args.dataset)
+    attrs = {}
+    if args.shard:
+        rows = csv_dataset.shard_rows(len(dataset), *args.shard)
+        attrs = {provenance.SHARD: f'{args.shard[0]}/{args.shard[1]}',
+                 provenance.FIRST_ROW: rows.start, provenance.DATASET_ROWS: len(dataset)}
+        dataset = csv_dataset.subset(dataset, rows)
     pipeline.check_readable(dataset, image_root, args.loading_threads)
     model, checkpoint = inference.load_model(args.experiment_root, spec, args.checkpoint)
     if not args.quiet:
@@ -45,7 +59,10 @@ def main(argv=None):
     names = views.names()
     emb_aug = inference.embed(model, pipeline.image_paths(dataset.fids, image_root), spec, views,
                               args.batch_size, args.loading_threads, args.quiet)
-    inference.write_embeddings(filename, emb_aug, names, args.aggregator)
+    attrs[provenance.FINGERPRINT] = provenance.dumps(
+        provenance.fingerprint(spec, names, args.aggregator, checkpoint))
+    inference.write_embeddings(filename, emb_aug, names, args.aggregator, attrs,
+                               paths=provenance.encode_paths(dataset.fids))
     if not args.quiet:
         print(f'Wrote {filename}: {len(dataset)} x {spec.embedding_dim}, views: '
               f'{", ".join(names)}', file=sys.stderr)

@@ -15,9 +15,8 @@ import argparse
 import csv
 import sys
 
-import numpy as np
 
-from tripletreid import cli, experiment, files
+from tripletreid import cli, experiment, files, provenance
 
 STDIO = '-'  # the list from stdin, the embeddings to stdout
 HDF5_SUFFIX = '.h5'
@@ -76,8 +75,10 @@ def main(argv=None):
     emb_aug = inference.embed(model, images.fids, spec, views, args.batch_size,
                               args.loading_threads, args.quiet)
     if args.output.endswith(HDF5_SUFFIX):
+        print_ = provenance.fingerprint(spec, names, args.aggregator, checkpoint)
         inference.write_embeddings(args.output, emb_aug, names, args.aggregator,
-                                   paths=np.char.encode(images.fids, 'utf-8'))
+                                   {provenance.FINGERPRINT: provenance.dumps(print_)},
+                                   paths=provenance.encode_paths(images.fids))
     else:
         write_csv(args.output, images.fids, inference.aggregate(emb_aug, args.aggregator))
     if not args.quiet and args.output != STDIO:

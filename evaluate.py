@@ -12,7 +12,9 @@ import sys
 import numpy as np
 
 import excluders
-from tripletreid import cli, evaluation, files, metrics, reranking
+from tripletreid import cli, evaluation, files, metrics, reranking, verification
+from tripletreid import gallery_draws, tracklets
+from tripletreid.aggregators import AGGREGATORS
 from tripletreid.csv_dataset import read_csv
 from tripletreid.errors import InputError
 
@@ -38,7 +40,18 @@ Excluders: market1501 and duke read identity and camera from the file names
 images from the query camera and the junk (identity -1); diagonal ignores only the query's own
 file (query set = gallery set); camera ignores the query identity's gallery images from the
 query camera, the camera being the third CSV column (identity,path,camera) or what
---camera_pattern finds.
+--camera_pattern finds; mars reads MARS frame names (0001C1T0001F001.jpg) with Market-1501's
+rules, junk being identity 00-1.
+
+Video (--tracklets): the frames of each tracklet are aggregated into one embedding, query and
+gallery alike, and tracklets are ranked as images are; a tracklet takes the identity and camera
+of its frames (which must agree) and the name of its first frame. MARS: --tracklets column
+--excluder mars, the gallery being every test tracklet (the official MARS evaluation).
+
+Random galleries (--gallery_draws N, VehicleID's protocol): query and gallery are one set; each
+draw takes one random image per identity as the gallery and the others as queries; mAP, mINP
+and CMC are the means over the N draws, with their standard deviations (*_std) and every draw
+in the JSON. The draws depend on --draw_seed and the CSV rows only.
 
 Pictures (--picture_dir): cmc.png, the CMC curve, and with --image_root ranked_list.png, one
 row per query: the query, then its 10 best gallery matches after exclusion, framed green
@@ -101,6 +114,22 @@ def build_parser():
                         metavar='LAMBDA',
                         help='With --rerank: weight of the original distance against the '
                              'Jaccard distance, in [0, 1] (default: %(default)s).')
+    parser.add_argument(
+        '--tracklets', metavar='column|REGEX',
+        help='Evaluate tracklets of frames (video datasets): `column` takes the tracklet from '
+             'the fourth CSV column (identity,path,camera,tracklet), a REGEX from its named '
+             'group `tracklet` searched in each path (see below).')
+    parser.add_argument('--tracklet_aggregator', default='mean', choices=sorted(AGGREGATORS),
+                        help='With --tracklets: how frame embeddings become the tracklet\'s '
+                             '(default: %(default)s).')
+    parser.add_argument(
+        '--gallery_draws', default=0, type=cli.nonnegative_int, metavar='N',
+        help='VehicleID protocol: query and gallery are one set (give the same CSV and '
+             'embeddings for both); N times draw one image per identity as the gallery, the '
+             'rest being queries; report means and standard deviations (default: 0, off).')
+    parser.add_argument('--draw_seed', default=0, type=int, metavar='SEED',
+                        help='With --gallery_draws: the seed of the draws (default: '
+                             '%(default)s).')
     parser.add_argument('--picture_dir', metavar='DIR',
                         help=f'Write {CMC_PICTURE} (and {RANKED_LIST_PICTURE} with '
                              '--image_root) into this directory.')
@@ -111,6 +140,15 @@ def build_parser():
     parser.add_argument('--picture_seed', type=int, metavar='SEED',
                         help='Show a random sample of queries drawn with this seed instead of '
                              'the first ones.')
+    parser.add_argument(
+        '--verification', action='store_true',
+        help='Also score verification over every query-gallery pair the excluder keeps: ROC, '
+             'EER, TAR at FAR 1e-2/1e-3/1e-4, best-F1 threshold, under `verification` in the '
+             'JSON (thresholds in the metric\'s distance); with --picture_dir also roc.png '
+             'and distances.png.')
+    parser.add_argument('--target_far', type=cli.probability, metavar='FAR',
+                        help='With --verification: also the threshold of this false accept '
+                             'rate.')
     return parser
 
 
@@ -124,6 +162,9 @@ def _output_paths(args):
     paths = [args.filename] if args.filename else []
     if args.picture_dir:
         paths.append(os.path.join(args.picture_dir, CMC_PICTURE))
+        if args.verification:
+            paths += [os.path.join(args.picture_dir, name)
+                      for name in ('roc.png', 'distances.png')]
         if args.image_root:
             paths.append(os.path.join(args.picture_dir, RANKED_LIST_PICTURE))
     return paths
@@ -166,6 +207,54 @@ def _rerank_options(args):
     return reranking.RerankOptions(args.rerank_k1, args.rerank_k2, args.rerank_lambda)
 
 
+def _check_protocol_flags(args, explicit):
+    """Refuse --tracklet_aggregator without --tracklets and what --gallery_draws excludes."""
+    if 'tracklet_aggregator' in explicit and not args.tracklets:
+        raise InputError('--tracklet_aggregator applies with --tracklets only')
+    if args.tracklets:
+        tracklets.compile_spec(args.tracklets)
+    if 'draw_seed' in explicit and not args.gallery_draws:
+        raise InputError('--draw_seed applies with --gallery_draws only')
+    if not args.gallery_draws:
+        return
+    for flag in ('picture_dir', 'verification'):
+        if getattr(args, flag, None):
+            raise InputError(f'--{flag} does not apply with --gallery_draws')
+    for kind in ('dataset', 'embeddings'):
+        query, gallery = getattr(args, f'query_{kind}'), getattr(args, f'gallery_{kind}')
+        if os.path.realpath(query) != os.path.realpath(gallery):
+            raise InputError(f'--gallery_draws draws query and gallery from one set: give the '
+                             f'same --query_{kind} and --gallery_{kind} ({query} and {gallery} '
+                             'differ)')
+
+
+def _tracklet_info(args, query, gallery):
+    """The JSON's `tracklets`: None, or the spec, the aggregator and the counts."""
+    if not args.tracklets:
+        return None
+    return {'spec': args.tracklets, 'aggregator': args.tracklet_aggregator,
+            'query': len(query), 'gallery': len(gallery)}
+
+
+def _evaluate_draws(args, dataset, embs, rerank):
+    """--gallery_draws: evaluate, print and write the JSON."""
+    def evaluate(query_embs, gallery_embs, query, gallery):
+        return evaluation.evaluate_embeddings(
+            query_embs, gallery_embs, query, gallery,
+            excluders.create(args.excluder, gallery, args.camera_pattern), args.metric,
+            args.batch_size, 'market' if args.use_market_ap else 'sklearn', None, rerank,
+            args.query_expansion)
+
+    result = gallery_draws.evaluate_draws(embs, dataset, args.gallery_draws, args.draw_seed,
+                                          evaluate)
+    result.update(excluder=args.excluder, normalized=args.normalize, metric=args.metric,
+                  tracklets=_tracklet_info(args, dataset, dataset))
+    print(evaluation.summary(result))
+    print(gallery_draws.spread(result))
+    if args.filename:
+        files.write_json(args.filename, result)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -173,6 +262,7 @@ def main(argv=None):
     if given and not args.rerank:
         raise InputError(f'--{min(given)} applies with --rerank only')
     rerank = _rerank_options(args)
+    _check_protocol_flags(args, cli.explicit_flags(parser, argv))
     _prepare_outputs(args)
     query = read_csv(args.query_dataset)
     gallery = read_csv(args.gallery_dataset)
@@ -183,14 +273,32 @@ def main(argv=None):
         raise InputError(f'embedding sizes differ: {query_embs.shape[1]} in '
                          f'{args.query_embeddings}, {gallery_embs.shape[1]} in '
                          f'{args.gallery_embeddings}')
+    if args.tracklets:
+        query, query_embs = tracklets.aggregate(query, query_embs, args.tracklets,
+                                                args.tracklet_aggregator)
+        gallery, gallery_embs = tracklets.aggregate(gallery, gallery_embs, args.tracklets,
+                                                    args.tracklet_aggregator)
+        excluder = excluders.create(args.excluder, gallery, args.camera_pattern)
     if args.normalize:
         query_embs, gallery_embs = map(metrics.unit_rows, (query_embs, gallery_embs))
+    if args.gallery_draws:
+        return _evaluate_draws(args, query, query_embs, rerank)
     result = evaluation.evaluate_embeddings(
         query_embs, gallery_embs, query, gallery, excluder, args.metric, args.batch_size,
         'market' if args.use_market_ap else 'sklearn',
         _progress if sys.stderr.isatty() else None, rerank, args.query_expansion)
     result['excluder'] = args.excluder
     result['normalized'] = args.normalize
+    result['tracklets'] = _tracklet_info(args, query, gallery)
+    if args.target_far is not None and not args.verification:
+        raise InputError('--target_far applies with --verification only')
+    if args.verification:
+        points, result['verification'] = verification.evaluate_pairs(
+            lambda: evaluation.batches(query_embs, gallery_embs, query, gallery, excluder,
+                                       args.metric, args.batch_size, rerank=rerank,
+                                       query_expansion=args.query_expansion),
+            args.metric, args.target_far)
+        print(verification.report(result['verification']))
     evaluation.warn_skipped(result)
     print(f'{result["num_evaluated_queries"]} of {result["num_queries"]} queries evaluated, '
           f'{len(result["skipped_queries"])} skipped (no valid gallery match); the CMC, mAP '
@@ -200,6 +308,9 @@ def main(argv=None):
         files.write_json(args.filename, result)
     if args.picture_dir:
         _save_pictures(args, result, query_embs, gallery_embs, query, gallery, excluder)
+        if args.verification:
+            verification.save_pictures(points, result['verification'], args.picture_dir,
+                                       verification.metric_distance(args.metric))
 
 
 if __name__ == '__main__':

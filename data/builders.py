@@ -1,6 +1,7 @@
 """The dataset CSV builders of `python -m data.build_csv`: the official splits of Market-1501
 and DukeMTMC-reID, one sub-folder per identity, or identities (and cameras) from a regular
-expression on the file paths."""
+expression on the file paths; and what the builders of the other datasets (msmt17.py, cuhk03.py,
+mars.py, vehicles.py, merge.py) share: list files, file checks, atomic writing, summaries."""
 import collections
 import csv
 import os
@@ -20,7 +21,8 @@ DUKE_NAME = re.compile(r'^(?P<identity>-1|\d+)_c(?P<camera>\d+)_f\d+')
 FOLDER_PATH = re.compile(r'^(?P<identity>[^/]+)/')
 SHOWN = 5  # how many file names an error or warning lists before giving only the count
 
-Row = collections.namedtuple('Row', 'identity path camera')
+Row = collections.namedtuple('Row', 'identity path camera tracklet', defaults=(None,))
+ListEntry = collections.namedtuple('ListEntry', 'line name label')
 
 
 def _names(paths):
@@ -29,7 +31,7 @@ def _names(paths):
     return ', '.join(paths[:SHOWN]) + more
 
 
-def _warn(message):
+def warn(message):
     print(f'{os.path.basename(sys.argv[0])}: warning: {message}', file=sys.stderr)
 
 
@@ -97,7 +99,7 @@ def match_rows(paths, regex, what, skip_unmatched=False):
             raise InputError(message + '; no image gives an identity')
         if not skip_unmatched:
             raise InputError(message + '; pass --skip_unmatched to leave them out')
-        _warn('left out ' + message)
+        warn('left out ' + message)
     return rows
 
 
@@ -128,7 +130,8 @@ def check_decodable(root, rows, threads=8):
 
 
 def write_csv(path, rows, with_camera):
-    """Write `rows` atomically; the csv module quotes identities that hold commas."""
+    """Write `rows` atomically; the csv module quotes identities that hold commas. The tracklet
+    column follows the camera where the rows have tracklets."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -139,7 +142,8 @@ def write_csv(path, rows, with_camera):
     with atomic_path(path) as tmp:
         with open(tmp, 'w', newline='', encoding='utf-8') as f:
             writer = csv.writer(f, lineterminator='\n')
-            writer.writerows(row if with_camera else row[:2] for row in rows)
+            width = 2 + bool(with_camera) + (bool(rows) and rows[0].tracklet is not None)
+            writer.writerows(row[:width] for row in rows)
 
 
 def summary(path, rows):
@@ -147,10 +151,12 @@ def summary(path, rows):
     identities = len({row.identity for row in rows})
     cameras = {row.camera for row in rows} - {None}
     camera_text = f', {len(cameras)} cameras' if cameras else ', no camera information'
-    return f'{path}: {len(rows)} rows, {identities} identities{camera_text}'
+    tracklets = {row.tracklet for row in rows} - {None}
+    tracklet_text = f', {len(tracklets)} tracklets' if tracklets else ''
+    return f'{path}: {len(rows)} rows, {identities} identities{camera_text}{tracklet_text}'
 
 
-def _finish(outputs, check, threads):
+def finish(outputs, check, threads):
     """Check (optionally) and write all `(csv_path, root, rows, with_camera)`; print summaries.
 
     Images are checked for every output before the first is written, so a refusal leaves none.
@@ -164,24 +170,99 @@ def _finish(outputs, check, threads):
     return {path: rows for path, _, rows, _ in outputs}
 
 
-def build_splits(dataset_root, output_dir, prefix, name_regex, overwrite=False,
-                 check=False, threads=8, skip_unmatched=False):
-    """Write `<prefix>_{train,query,test}.csv` of a Market-1501-style dataset to `output_dir`.
-
-    Returns {csv_path: rows}. Follows the official CSVs: identity as in the file name, paths
-    `<split folder>/<file>.jpg`, sorted, no camera column.
-    """
-    paths = {split: os.path.join(output_dir, f'{prefix}_{split}.csv') for split, _ in SPLITS}
+def output_paths(output_dir, prefix, splits, overwrite):
+    """{split: `<output_dir>/<prefix>_<split>.csv`}, refused if one exists and not `overwrite`."""
+    paths = {split: os.path.join(output_dir, f'{prefix}_{split}.csv') for split in splits}
     if not overwrite:
         for path in paths.values():
             refuse_overwrite(path)
+    return paths
+
+
+def build_splits(dataset_root, output_dir, prefix, name_regex, splits=SPLITS, extension='.jpg',
+                 with_camera=False, overwrite=False, check=False, threads=8,
+                 skip_unmatched=False):
+    """Write `<prefix>_<split>.csv` of a Market-1501-style dataset to `output_dir`, one per
+    `(split, folder)` of `splits` (folders relative to `dataset_root`).
+
+    Returns {csv_path: rows}. Follows the official CSVs: identity as in the file name, paths
+    `<split folder>/<file><extension>`, sorted; the camera column only `with_camera`.
+    """
+    paths = output_paths(output_dir, prefix, [split for split, _ in splits], overwrite)
     outputs = []
-    for split, folder in SPLITS:
-        names = list_images(os.path.join(dataset_root, folder), ('.jpg',), recursive=False)
+    for split, folder in splits:
+        names = list_images(os.path.join(dataset_root, folder), (extension,), recursive=False)
         rows = match_rows(names, name_regex, os.path.join(dataset_root, folder), skip_unmatched)
         rows = [row._replace(path=f'{folder}/{row.path}') for row in rows]
-        outputs.append((paths[split], dataset_root, rows, False))
-    return _finish(outputs, check, threads)
+        outputs.append((paths[split], dataset_root, rows, with_camera))
+    return finish(outputs, check, threads)
+
+
+def required_file(path, what=''):
+    """`path`, refused with one line if it is not a file (`what` says what it should hold)."""
+    if not os.path.isfile(path):
+        problem = 'not a file' if os.path.exists(path) else 'no such file'
+        raise InputError(f'{path}: {problem}{what and f" (expected {what})"}')
+    return path
+
+
+def read_text_lines(path):
+    """[(line number, stripped text)] of the non-blank lines of a UTF-8 text file."""
+    required_file(path)
+    try:
+        with open(path, 'rb') as f:
+            text = f.read().decode('utf-8-sig')
+    except UnicodeDecodeError:
+        raise InputError(f'{path}: not UTF-8 text') from None
+    except OSError as error:
+        raise InputError(f'{path}: cannot read ({error.strerror})') from None
+    return [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1)
+            if line.strip()]
+
+
+def read_list_file(path, example):
+    """The `ListEntry(line, name, label)` of a list file of `<image> <label>` lines (MSMT17's
+    `list_*.txt`, VehicleID's `*_list*.txt`); the label must be an integer. `example` shows a
+    good line in the error of a malformed one."""
+    entries = []
+    for number, text in read_text_lines(path):
+        fields = text.split()
+        if len(fields) != 2 or not re.fullmatch(r'-?\d+', fields[1]):
+            raise InputError(f'{path}:{number}: expected `<image> <integer label>` like '
+                             f'`{example}`, found {text!r}')
+        entries.append(ListEntry(number, *fields))
+    if not entries:
+        raise InputError(f'{path}: the list is empty')
+    return entries
+
+
+def check_listed(root, paths, where):
+    """Refuse the first of `paths` (relative to `root`) that is not a file, naming
+    `where[i]` (the list file and line that named it). Each folder is listed once."""
+    listings = {}
+    for i, path in enumerate(paths):
+        folder, name = os.path.split(os.path.join(root, path))
+        if folder not in listings:
+            try:
+                listings[folder] = set(os.listdir(folder))
+            except OSError:
+                listings[folder] = set()
+        if name not in listings[folder]:
+            raise InputError(f'{where[i]}: {os.path.join(root, path)} is missing')
+
+
+def leave_out_unmatched(unmatched, total, what, skip_unmatched, expected):
+    """Refuse the `(where, name)` pairs whose names are not the dataset's (the first one named,
+    with its file and line), or with `skip_unmatched` warn that they are left out."""
+    if not unmatched:
+        return
+    where, name = unmatched[0]
+    if not skip_unmatched or len(unmatched) == total:
+        more = f' ({len(unmatched)} of {total} names in all)' if len(unmatched) > 1 else ''
+        hint = '' if len(unmatched) == total else '; pass --skip_unmatched to leave them out'
+        raise InputError(f'{where}: {name!r} is not {expected}{more}{hint}')
+    warn(f'left out {len(unmatched)} of {total} {what} that are not {expected}: '
+          f'{_names([name for _, name in unmatched])}')
 
 
 def build_market1501(dataset_root, output_dir, **options):
@@ -204,7 +285,7 @@ def build_pattern(root, output_csv, regex, overwrite=False, check=False, threads
         refuse_overwrite(output_csv)
     rows = match_rows(list_images(root), regex, root, skip_unmatched)
     outputs = [(output_csv, root, rows, 'camera' in regex.groupindex)]
-    return _finish(outputs, check, threads)[output_csv]
+    return finish(outputs, check, threads)[output_csv]
 
 
 def build_folders(root, output_csv, **options):

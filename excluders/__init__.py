@@ -7,12 +7,14 @@ from excluders.camera import CameraExcluder
 from excluders.diagonal import DiagonalExcluder
 from excluders.duke import DukeExcluder
 from excluders.market1501 import Market1501Excluder
+from excluders.mars import MarsExcluder
 
 EXCLUDERS = {
     'market1501': Market1501Excluder,
     'duke': DukeExcluder,
     'diagonal': DiagonalExcluder,
     'camera': CameraExcluder,
+    'mars': MarsExcluder,
 }
 
 

@@ -305,10 +305,12 @@ def train_fails(id_, setup, message):
 CASES = [
     # Dataset CSVs.
     train_fails('csv_missing_column', lambda d, s: raw_csv_training(d, '0,a.jpg\n0,b.jpg\n1\n'),
-                'set.csv:3: expected `identity,path` or `identity,path,camera`, found 1'),
+                'set.csv:3: expected `identity,path`, `identity,path,camera` or '
+                '`identity,path,camera,tracklet`, found 1'),
     Case('csv_extra_columns', 'evaluate.py',
-         lambda d, s: evaluate_args(d, query=csv_text(QUERY[:1]) + 'a,x.jpg,1,extra\n'),
-         'query.csv:2: expected `identity,path` or `identity,path,camera`, found 4 column(s)'),
+         lambda d, s: evaluate_args(d, query=csv_text(QUERY[:1]) + 'a,x.jpg,1,t,extra\n'),
+         'query.csv:2: expected `identity,path`, `identity,path,camera` or '
+         '`identity,path,camera,tracklet`, found 5 column(s)'),
     Case('csv_empty', 'embed.py',
          lambda d, s: embed_args(s, d, dataset=write_file(os.path.join(d, 'e.csv'), '')),
          'e.csv: the CSV has no rows'),

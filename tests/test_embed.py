@@ -38,7 +38,7 @@ def reference_views(experiment, size, transform):
 
 def test_plain_resize(experiment):
     out = run_embed(experiment, 'plain.h5')
-    assert set(out) == {'emb', 'augmentation_types'}
+    assert set(out) == {'emb', 'augmentation_types', 'paths'}
     assert list(out['augmentation_types']) == [b'original_resize']
     np.testing.assert_allclose(out['emb'], reference_views(experiment, (32, 16), lambda x: x),
                                rtol=1e-4, atol=1e-5)

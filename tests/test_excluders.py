@@ -124,4 +124,4 @@ def test_camera_pattern_only_for_the_camera_excluder(tmp_path):
 
 
 def test_registry_names():
-    assert set(excluders.EXCLUDERS) == {'market1501', 'duke', 'diagonal', 'camera'}
+    assert set(excluders.EXCLUDERS) == {'market1501', 'duke', 'diagonal', 'camera', 'mars'}

@@ -98,6 +98,17 @@ def margin_value(arg):
     return value
 
 
+def finite_float(arg):
+    """Any finite number."""
+    try:
+        value = float(arg)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{arg!r} is not a number') from None
+    if value != value or value in (float('inf'), float('-inf')):
+        raise argparse.ArgumentTypeError(f'{arg!r} is not a finite number')
+    return value
+
+
 def probability(arg):
     """A number in [0, 1]."""
     try:
@@ -124,6 +135,17 @@ def readable_file(arg):
     if not os.access(arg, os.R_OK):
         raise argparse.ArgumentTypeError(f'{arg!r} is not readable')
     return arg
+
+
+def shard(arg):
+    """`I/N`: the I-th of N parts (1 <= I <= N), as the pair (I, N)."""
+    try:
+        index, count = (int(part) for part in arg.split('/'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{arg!r} is not I/N (e.g. 2/4)') from None
+    if not 1 <= index <= count:
+        raise argparse.ArgumentTypeError(f'{arg!r}: I/N needs 1 <= I <= N')
+    return index, count
 
 
 FILESYSTEM_TYPES = (readable_directory, readable_file)

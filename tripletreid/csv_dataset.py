@@ -20,12 +20,14 @@ _IMAGE_MAGIC = (b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'BM', b'GIF87a', b'GIF89
 
 @dataclasses.dataclass
 class Dataset:
-    """The rows of one CSV: identities (`pids`), relative file names (`fids`), cameras or None."""
+    """The rows of one CSV: identities (`pids`), relative file names (`fids`), cameras or None,
+    tracklets (the optional fourth column: rows of one tracklet share it) or None."""
     csv_path: str
     pids: np.ndarray
     fids: np.ndarray
     cams: np.ndarray = None
     lines: np.ndarray = None  # the CSV line number of each row, for error messages
+    tracklets: np.ndarray = None
 
     def where(self, i):
         """`file:line` of row `i`, for error messages."""
@@ -73,7 +75,8 @@ def read_csv(csv_path):
     """Parse a dataset CSV strictly; every problem is an `InputError` naming file and line.
 
     Identities are arbitrary strings (quoted if they hold a comma). An optional third column
-    gives the camera, used by the `camera` excluder for custom cross-camera evaluation.
+    gives the camera, used by the `camera` excluder for custom cross-camera evaluation, and an
+    optional fourth the tracklet (video datasets: `evaluate.py --tracklets column`).
     """
     numbered = [(line, row) for line, row in _read_rows(csv_path)
                 if any(cell.strip() for cell in row)]
@@ -82,16 +85,19 @@ def read_csv(csv_path):
     width = len(numbered[0][1])
     for line, row in numbered:
         _check_cells(csv_path, line, row)
-        if len(row) not in (2, 3):
-            raise InputError(f'{csv_path}:{line}: expected `identity,path` or '
-                             f'`identity,path,camera`, found {len(row)} column(s)')
+        if len(row) not in (2, 3, 4):
+            raise InputError(f'{csv_path}:{line}: expected `identity,path`, '
+                             f'`identity,path,camera` or `identity,path,camera,tracklet`, '
+                             f'found {len(row)} column(s)')
         if len(row) != width:
             raise InputError(f'{csv_path}:{line}: {len(row)} columns where line '
                              f'{numbered[0][0]} has {width}')
         if not row[0].strip() or not row[1].strip():
             raise InputError(f'{csv_path}:{line}: empty identity or path')
-        if width == 3 and not row[2].strip():
+        if width >= 3 and not row[2].strip():
             raise InputError(f'{csv_path}:{line}: empty camera')
+        if width == 4 and not row[3].strip():
+            raise InputError(f'{csv_path}:{line}: empty tracklet')
     first_line, first = numbered[0]
     if first[1].strip().lower() in _HEADER_WORDS:
         raise InputError(f'{csv_path}:{first_line}: looks like a header row ({",".join(first)});'
@@ -99,9 +105,25 @@ def read_csv(csv_path):
     columns = list(zip(*(row for _, row in numbered)))
     pids = np.array([cell.strip() for cell in columns[0]])
     fids = np.array([cell.strip() for cell in columns[1]])
-    cams = np.array([cell.strip() for cell in columns[2]]) if width == 3 else None
+    cams = np.array([cell.strip() for cell in columns[2]]) if width >= 3 else None
+    tracklets = np.array([cell.strip() for cell in columns[3]]) if width == 4 else None
     lines = np.array([line for line, _ in numbered])
-    return Dataset(csv_path, pids, fids, cams, lines)
+    return Dataset(csv_path, pids, fids, cams, lines, tracklets)
+
+
+def shard_rows(count, index, shards):
+    """The rows of the `index`-th (1-based) of `shards` consecutive parts of `count` rows, as
+    a slice; the parts differ in size by one row at most."""
+    return slice((index - 1) * count // shards, index * count // shards)
+
+
+def subset(dataset, rows):
+    """The rows `rows` (a slice or indices) of `dataset`, with their CSV line numbers."""
+    def part(values):
+        return None if values is None else values[rows]
+
+    return Dataset(dataset.csv_path, part(dataset.pids), part(dataset.fids),
+                   part(dataset.cams), part(dataset.lines), part(dataset.tracklets))
 
 
 def _check_cells(csv_path, line, row):

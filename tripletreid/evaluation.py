@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 from excluders.base import encode
-from tripletreid import metrics, reranking
+from tripletreid import metrics, provenance, reranking
 from tripletreid.errors import InputError
 
 _WARNED_SKIPS = 10  # skipped queries named on the console; the JSON lists all
@@ -29,6 +29,7 @@ def load_embeddings(path, dataset):
                 raise InputError(f'{path}: `emb` must be N x D numbers, found shape '
                                  f'{emb.shape} of {emb.dtype}')
             embeddings = emb[()].astype(np.float64)
+            paths = provenance.stored_paths(f)
     except FileNotFoundError:
         raise InputError(f'{path}: no such file') from None
     except OSError as error:
@@ -36,6 +37,7 @@ def load_embeddings(path, dataset):
     if len(embeddings) != len(dataset):
         raise InputError(f'{path}: {len(embeddings)} embeddings, but {dataset.csv_path} has '
                          f'{len(dataset)} rows')
+    provenance.check_rows(path, paths, dataset)
     bad = np.flatnonzero(~np.isfinite(embeddings).all(axis=1))
     if len(bad):
         more = f' (and {len(bad) - 1} more rows)' if len(bad) > 1 else ''

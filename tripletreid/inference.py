@@ -135,8 +135,9 @@ def aggregate(emb_aug, aggregator):
     return AGGREGATORS[aggregator](emb_aug) if len(emb_aug) > 1 else emb_aug[0]
 
 
-def write_embeddings(filename, emb_aug, names, aggregator, **extra):
-    """The official layout; `extra` datasets (e.g. embed_files.py's `paths`) are added.
+def write_embeddings(filename, emb_aug, names, aggregator, attrs=None, **extra):
+    """The official layout; `extra` datasets (e.g. the image `paths` of the rows) and `attrs`
+    (HDF5 attributes of the file, e.g. the model's fingerprint) are added.
 
     The HDF5 file is made in memory and then written as plain bytes: the HDF5 library crashes
     the process (SIGSEGV) when the disk fills up under it, where Python's write says so.
@@ -149,10 +150,10 @@ def write_embeddings(filename, emb_aug, names, aggregator, **extra):
         f.create_dataset('augmentation_types', data=np.asarray(names, dtype='S'))
         for key, value in extra.items():
             f.create_dataset(key, data=value)
+        f.attrs.update(attrs or {})
     with atomic_path(filename) as tmp:
         with open(tmp, 'wb') as f:
             f.write(memory.getbuffer())
-
 
 
 def embed_dataset(experiment_root, dataset, image_root, views, checkpoint=None,
