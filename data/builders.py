@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import PIL.Image
 
+from tripletreid.cli import named_pattern
 from tripletreid.errors import InputError, cannot_write
 from tripletreid.files import atomic_path, refuse_overwrite
 
@@ -67,13 +68,7 @@ def list_images(folder, extensions=IMAGE_EXTENSIONS, recursive=True):
 
 def compile_pattern(pattern):
     """Compile a user's `--pattern`, which must name an `identity` group."""
-    try:
-        regex = re.compile(pattern)
-    except re.error as error:
-        raise InputError(f'--pattern {pattern!r}: not a regular expression ({error})') from None
-    if 'identity' not in regex.groupindex:
-        raise InputError(f'--pattern {pattern!r} has no named group `(?P<identity>...)`')
-    return regex
+    return named_pattern('--pattern', pattern, 'identity')
 
 
 def match_rows(paths, regex, what, skip_unmatched=False):

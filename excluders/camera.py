@@ -5,25 +5,17 @@ The camera of each image is the third CSV column (`identity,path,camera`), or, w
 written in the CSV, e.g. `_c(?P<camera>\\d+)_` or `^cam(?P<camera>\\d+)/`. Identities are the
 CSV's first column. Nothing is junk.
 """
-import re
 
 import numpy as np
 
+from tripletreid.cli import named_pattern
 from tripletreid.errors import InputError
 from excluders.base import SameCameraExcluder, encode, parse_file_names
 
 
 def compile_camera_pattern(pattern):
     """The compiled `--camera_pattern`, which must have a named group `camera`."""
-    try:
-        compiled = re.compile(pattern)
-    except re.error as error:
-        raise InputError(f'--camera_pattern {pattern!r} is not a regular expression '
-                         f'({error})') from None
-    if 'camera' not in compiled.groupindex:
-        raise InputError(f'--camera_pattern {pattern!r} has no named group `camera`; '
-                         r'write it like _c(?P<camera>\d+)_')
-    return compiled
+    return named_pattern('--camera_pattern', pattern, 'camera')
 
 
 class CameraExcluder(SameCameraExcluder):

@@ -6,6 +6,7 @@ Nothing here imports TensorFlow at import time, so that `--help` and flag errors
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 
@@ -96,6 +97,21 @@ def margin_value(arg):
     if value < 0 or value != value:
         raise argparse.ArgumentTypeError(f'margin {arg!r} must be a non-negative number')
     return value
+
+
+def named_pattern(flag, pattern, group, alternative=''):
+    """The compiled regular expression `pattern` given to `flag`, which must name the group
+    `group`; `alternative` says what else the flag takes, for the message."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as error:
+        what = f'neither {alternative} nor a regular expression' if alternative else \
+            'not a regular expression'
+        raise InputError(f'{flag} {pattern!r}: {what} ({error})') from None
+    if group not in regex.groupindex:
+        raise InputError(f'{flag} {pattern!r} has no named group `{group}`; write it like '
+                         f'(?P<{group}>...)')
+    return regex
 
 
 def finite_float(arg):

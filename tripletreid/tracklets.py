@@ -6,11 +6,11 @@ the CSV (e.g. `(?P<tracklet>\\d{4}C\\d+T\\d+)F\\d+` for MARS names). Its embeddi
 embeddings of its frames with one of `aggregators.AGGREGATORS` (the frames take the place of
 test-time views); its identity and camera are those of its frames, which must all agree.
 """
-import re
 
 import numpy as np
 
 from tripletreid.aggregators import AGGREGATORS
+from tripletreid.cli import named_pattern
 from tripletreid.csv_dataset import Dataset
 from tripletreid.errors import InputError
 
@@ -22,14 +22,7 @@ def compile_spec(spec):
     group `tracklet`."""
     if spec == COLUMN:
         return COLUMN
-    try:
-        regex = re.compile(spec)
-    except re.error as error:
-        raise InputError(f'--tracklets {spec!r}: neither `column` nor a regular expression '
-                         f'({error})') from None
-    if 'tracklet' not in regex.groupindex:
-        raise InputError(f'--tracklets {spec!r} has no named group `(?P<tracklet>...)`')
-    return regex
+    return named_pattern('--tracklets', spec, 'tracklet', alternative='`column`')
 
 
 def tracklet_keys(dataset, spec):
