@@ -37,11 +37,11 @@ def test_episode_needs_patience_to_start_and_to_end():
     assert not episode.active and episode.since == 5
 
 
-def feed(monitor, steps, loss, embeddings, first):
+def feed(monitor, steps, loss, embeddings, first, precision=0.3, active=1.0):
     """Feed `steps` identical steps from step `first` on; return [(kind, started, step)]."""
     return [(event.kind, event.started, event.step)
             for step in range(first, first + steps)
-            for event in monitor.update(step, np.full(8, loss), embeddings)]
+            for event in monitor.update(step, loss, health.spread(embeddings), precision, active)]
 
 
 def test_collapse_flagged_once_when_it_starts_and_once_when_it_ends():
@@ -57,8 +57,8 @@ def test_brief_dips_are_not_collapses():
     monitor = health.HealthMonitor('soft', patience=10)
     for step in range(1, 200):
         collapsed = step % 10 < 9  # nine collapsed-looking steps, then a healthy one
-        monitor.update(step, np.full(8, 0.69 if collapsed else 1.0),
-                       ON_ONE_POINT if collapsed else SPREAD_OUT)
+        monitor.update(step, 0.69 if collapsed else 1.0,
+                       health.spread(ON_ONE_POINT if collapsed else SPREAD_OUT), 0.3, 1.0)
         assert not monitor.collapse.active
 
 
@@ -79,7 +79,7 @@ def test_stall_flagged_once_and_ended_by_progress():
     assert feed(monitor, 30, 1.0, SPREAD_OUT, 1) == [('stall', True, 22)]  # window full at 20
     events = [(event.kind, event.started, event.step) for step, loss in
               zip(range(31, 61), np.linspace(1.0, 0.2, 30))
-              for event in monitor.update(step, np.full(8, loss), SPREAD_OUT)]
+              for event in monitor.update(step, loss, health.spread(SPREAD_OUT), 0.3, 1.0)]
     # From step 32 on, d = 0.8 / 29 better per step: at step t the second half of the window
     # (t-9..t) is better than the first by d * (1 + ... + (t - 31)) / 10 until the first half
     # moves too: 4.5 d = 0.124 > 0.1 first at step 40, three steps of patience later it ends.
@@ -93,7 +93,65 @@ def test_stall_flagged_once_and_ended_by_progress():
 def test_no_stall_while_improving_or_below_the_collapse_value(losses):
     monitor = health.HealthMonitor('soft', window=100)
     for step, loss in enumerate(losses, start=1):
-        assert monitor.update(step, np.full(8, loss), SPREAD_OUT) == []
+        assert monitor.update(step, loss, health.spread(SPREAD_OUT), 0.3, 1.0) == []
+
+
+def noisy(rng, steps, level, scale):
+    """`steps` values around `level` (a number or an array) with noise of `scale`."""
+    return level + scale * rng.normal(size=steps)
+
+
+def replay_values(monitor, losses, precisions, actives, first=1):
+    """Feed per-step scalars (spread about 1) from step `first` on; return [(kind, started,
+    step)]."""
+    return [(event.kind, event.started, event.step)
+            for step, values in enumerate(zip(losses, precisions, actives), start=first)
+            for event in monitor.update(step, values[0], 0.9, *values[1:])]
+
+
+def test_no_stall_while_the_precision_rises_under_a_flat_loss():
+    # The batch-hard loss flat at 0.9 (its hardest triplets get harder as the embedding
+    # improves) while the batch precision at K-1 climbs 0.05 in 100 steps: the window's halves
+    # differ by 0.025, more than 0.02. `learnt` out of reach: the rise alone is progress.
+    rng = np.random.default_rng(1)
+    monitor = health.HealthMonitor('soft', window=100, learnt=1)
+    precisions = noisy(rng, 300, np.linspace(0.2, 0.35, 300), 0.01)
+    assert replay_values(monitor, noisy(rng, 300, 0.9, 0.05), precisions, np.ones(300)) == []
+    assert monitor.values['precision_rise'] == pytest.approx(0.025, abs=0.005)
+
+
+def test_no_stall_while_fewer_triplets_are_active_under_a_flat_loss():
+    # With a hard margin the share of triplets still violating it falls as training works.
+    monitor = health.HealthMonitor(0.2, window=100)
+    actives = np.linspace(0.9, 0.6, 300)
+    assert replay_values(monitor, np.full(300, 0.3), np.full(300, 0.3), actives) == []
+
+
+def test_stall_when_loss_precision_and_active_triplets_are_all_flat():
+    rng = np.random.default_rng(2)
+    monitor = health.HealthMonitor('soft', patience=10, window=100)
+    events = replay_values(monitor, noisy(rng, 300, 0.9, 0.05), noisy(rng, 300, 0.3, 0.05),
+                           np.ones(300))
+    assert events == [('stall', True, 109)]  # window full at 100, then 10 steps of patience
+    text = monitor.describe(health.Event('stall', True, 109, 109, monitor.values), ['a'])
+    assert text.startswith('Training health: the training stalled at step 109: over the last '
+                           '100 steps the loss did not fall (by ')
+    for what in ('nor did the batch precision at K-1 rise (by ', 'less than 0.02)',
+                 'or the fraction of active triplets fall (by 0.000, less than 0.02); the loss '
+                 'is not below 0.693, its value for collapsed embeddings (loss 0.'):
+        assert what in text
+    assert text.endswith('active 1.000, spread 0.900). Training may get past it by itself; if '
+                         'it does not, restart with a.')
+
+
+def test_no_stall_on_a_plateau_after_learning():
+    # The precision rose from 0.3 to 0.7 and then, as the decayed learning rate runs out,
+    # everything flattens (loss 0.74, as the official recipe's CUHK03 run ends): learnt.
+    rng = np.random.default_rng(3)
+    monitor = health.HealthMonitor('soft', window=200)
+    precisions = np.concatenate([np.linspace(0.3, 0.7, 500), np.full(1500, 0.7)])
+    assert replay_values(monitor, noisy(rng, 2000, 0.74, 0.05), noisy(rng, 2000, precisions, 0.05),
+                         np.ones(2000)) == []
 
 
 def test_no_stall_reported_beside_an_identity_loss():
@@ -107,6 +165,42 @@ def test_no_stall_reported_beside_an_identity_loss():
 def test_no_stall_reported_during_a_collapse():
     monitor = health.HealthMonitor('soft', patience=3, window=20)
     assert feed(monitor, 40, 0.69, ON_ONE_POINT, 1) == [('collapse', True, 3)]
+
+
+# Real runs, replayed: the values that CUHK03 runs of the official recipe logged at every step
+# (studies/health_runs.py made tests/data/health_runs.npz; see its `note`).
+
+RUNS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'health_runs.npz')
+REPLAYED = ('loss', 'spread', 'prec_at_k', 'active_fraction')  # `update`'s order
+
+
+def replay(name):
+    """Feed the recorded run `name` through a monitor as train.py's; return (its number of
+    steps, [(kind, started, step)])."""
+    with np.load(RUNS) as runs:
+        values = [runs[f'{name}.{key}'] for key in REPLAYED]
+    monitor = health.HealthMonitor('soft')
+    return len(values[0]), [(event.kind, event.started, event.step)
+                            for step, row in enumerate(zip(*values), start=1)
+                            for event in monitor.update(step, *row)]
+
+
+@pytest.mark.parametrize('name', ['healthy_1e-3', 'healthy_3e-4'])
+def test_recorded_healthy_runs_are_never_flagged(name):
+    # The whole schedule: learning, then the plateau of the decayed rate's last third.
+    assert replay(name) == (2000, [])
+
+
+def test_recorded_run_at_1e_7_is_flagged_as_stalled():
+    # Nothing moves (loss about 3.1, precision 0.12): flagged once the window is full and the
+    # loss's noise settles, to the end.
+    assert replay('stalled_1e-7') == (600, [('stall', True, 226)])
+
+
+def test_recorded_run_at_0_1_is_flagged_as_collapsed():
+    # The loss shoots up to 316, then every embedding falls on one point (loss 0.693): flagged
+    # to the end, and no stall on top of it.
+    assert replay('collapsed_0.1') == (400, [('collapse', True, 134)])
 
 
 def make_args(**changes):

@@ -95,7 +95,12 @@ class TrainingLogs:
         array[row, :len(value)] = value
 
     def _check_health(self, step, values):
-        for event in self.health.update(step, values['losses'], values['embeddings']):
+        """Feed the health monitor the step's scalar summaries, those TensorBoard gets (the
+        active fraction of the batch's size, which a curriculum changes), so that a logged run
+        replays as it ran (up to TensorBoard's float32)."""
+        losses = values['losses']
+        for event in self.health.update(step, losses.mean(), health.spread(values['embeddings']),
+                                        values['prec_at_k'], values['active'] / len(losses)):
             (LOG.warning if event.started else LOG.info)(
                 self.health.describe(event, self.remedies))
 
