@@ -13,7 +13,7 @@ from nets.layers import preprocess
 RGB_MEAN = (123.68, 116.78, 103.94)
 BLOCK_UNITS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 BLOCK_STRIDES = (2, 2, 2, 1)  # the third is the "last stride" (before block4)
-BATCH_NORM = dict(momentum=0.997, epsilon=1e-5)
+BATCH_NORM = dict(momentum=0.9, epsilon=1e-5)  # the official arg scope's decay of 0.9
 
 
 def conv_bn(x, filters, kernel, stride, name, activation=True):

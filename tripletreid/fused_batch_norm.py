@@ -18,17 +18,28 @@ import tensorflow as tf
 
 @keras.saving.register_keras_serializable(package='triplet_reid')
 class FusedBatchNormalization(keras.layers.BatchNormalization):
-    """`keras.layers.BatchNormalization` computed by `FusedBatchNormV3` on 4-D channels-last
-    input; the other cases (a mask, renorm, synchronized moments across replicas, other ranks
-    or axes) are Keras' own code."""
+    """`keras.layers.BatchNormalization` computed by `FusedBatchNormV3` on channels-last 4-D
+    input, and on 2-D input (a head's) seen as [N, 1, 1, C], as slim's `batch_norm` fused it;
+    the other cases (a mask, renorm, synchronized moments across replicas, other ranks or
+    axes) are Keras' own code.
+
+    The moving variance averages the unbiased batch variance the op returns, as TF1 and the
+    official code did (tests/test_training_equivalence.py); Keras' own layer averages the
+    biased one, n/(n - 1) times smaller for n values per channel.
+    """
 
     def fuses(self, inputs, mask):
         return (mask is None and not self.renorm and not self.synchronized
-                and len(inputs.shape) == 4 and self.axis in (-1, 3))
+                and len(inputs.shape) in (2, 4) and self.axis in (-1, len(inputs.shape) - 1))
 
     def call(self, inputs, training=None, mask=None):
         if not self.fuses(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
+        if len(inputs.shape) == 2:
+            return self.fused(inputs[:, None, None], training)[:, 0, 0]
+        return self.fused(inputs, training)
+
+    def fused(self, inputs, training):
         channels = inputs.shape[-1]
         training = bool(training and self.trainable)  # a frozen layer normalizes as in inference
         # float16/bfloat16 activations go in as they are: the op keeps its statistics in
@@ -40,18 +51,12 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             variance=tf.constant([]) if training else self.moving_variance,
             epsilon=self.epsilon, is_training=training)
         if training:
-            self.update_moving_statistics(mean, variance, tf.size(inputs) // channels)
+            self.update_moving_statistics(mean, variance)
         return tf.cast(outputs, self.compute_dtype)
 
-    def update_moving_statistics(self, mean, variance, count):
-        """Keras' update, from the op's batch statistics over `count` values per channel.
-
-        The op returns the unbiased variance (cuDNN's convention for the moving average);
-        Keras averages the biased one. multiply_no_nan: a single value per channel has
-        variance 0, not 0 x inf.
-        """
-        count = tf.cast(count, tf.float32)
-        variance = tf.math.multiply_no_nan(variance, (count - 1) / count)
+    def update_moving_statistics(self, mean, variance):
+        """The moving averages of the op's batch mean and unbiased batch variance (0 where a
+        channel has a single value)."""
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum
                                     + variance * (1 - self.momentum))
