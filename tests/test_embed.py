@@ -137,7 +137,8 @@ def test_embedding_uses_the_last_stride_of_training(tmp_path, colour_dataset):
                        for n in names])
     model = build_model('resnet_v1_50', 'fc1024', 8, last_stride=1)
     restore_model(model, latest_checkpoint(root))
-    np.testing.assert_allclose(emb, model(images, training=False).numpy(), rtol=1e-4, atol=1e-5)
+    expected = model(images, training=False).numpy()  # entries up to 700: rounding scales
+    np.testing.assert_allclose(emb, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
     # The network with the official stride is another graph: its checkpoint does not fit.
     with pytest.raises(InputError, match='does not fit'):
         restore_model(build_model('resnet_v1_50', 'fc1024', 8), latest_checkpoint(root))
