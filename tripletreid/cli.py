@@ -114,12 +114,16 @@ def named_pattern(flag, pattern, group, alternative=''):
     return regex
 
 
-def finite_float(arg):
-    """Any finite number."""
+def _float(arg):
     try:
-        value = float(arg)
+        return float(arg)
     except ValueError:
         raise argparse.ArgumentTypeError(f'{arg!r} is not a number') from None
+
+
+def finite_float(arg):
+    """Any finite number."""
+    value = _float(arg)
     if value != value or value in (float('inf'), float('-inf')):
         raise argparse.ArgumentTypeError(f'{arg!r} is not a finite number')
     return value
@@ -127,10 +131,7 @@ def finite_float(arg):
 
 def probability(arg):
     """A number in [0, 1]."""
-    try:
-        value = float(arg)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{arg!r} is not a number') from None
+    value = _float(arg)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f'{arg!r} is not between 0 and 1')
     return value
