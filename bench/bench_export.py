@@ -25,7 +25,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import benchlib  # noqa: E402  (puts the project's root on the path)
+import benchlib  # also puts the project's root on the path
 
 DATA = os.path.join(benchlib.ROOT, '..', 'shared', 'data', 'cuhk03-detected')
 BATCH_SIZE = (128, 64)

@@ -26,8 +26,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import benchlib  # noqa: E402  (puts the project's root on the path)
-from tripletreid import nearest  # noqa: E402
+import benchlib  # also puts the project's root on the path
+from tripletreid import nearest
 
 K = 10
 
