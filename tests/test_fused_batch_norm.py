@@ -218,4 +218,8 @@ def test_fuse_fits_every_backbone(model_name):
     assert len(norms) == len(batch_norms(model))
     assert fused.get_layer('bnneck').input.shape == model.get_layer('bnneck').input.shape
     x = batch((2, 64, 32, 3)) * 30
-    np.testing.assert_allclose(fused(x), model(x), rtol=1e-4, atol=1e-4)
+    # Random deep networks reach 1e7 here, and a hundred layers of float32 rounding in another
+    # order: 1e-4 of the largest entry, the project's measure for whole embeddings.
+    expected = model(x).numpy()
+    np.testing.assert_allclose(fused(x), expected, rtol=1e-4,
+                               atol=1e-4 * max(1.0, np.abs(expected).max()))
