@@ -5,7 +5,9 @@ and leave every existing file as it was. Some odd inputs must simply work (exit 
 Each case of `CASES` makes its inputs in a folder of its own; every file there is fingerprinted
 (size, mtime, SHA-256) before and after the run, and a run may add files only where the case
 says. Starting TensorFlow costs a command about 5 s of CPU, so the module fixture runs the
-selected cases two at a time; each test then checks one.
+selected cases in two Python processes, each running its share one after another as their
+command lines run them (`helpers/case_runner.py`); the few that need a process of their own (a
+read-only mount, a file-size limit) run alone. Each test then checks one case.
 """
 import csv
 import dataclasses
@@ -512,15 +514,35 @@ def prepare(case, folder, shared):
     return Outcome(call, fingerprints(folder))
 
 
-def run(case, outcome, folder):
-    if outcome.call is None:
-        return
+def command_of(case):
+    return case.command if case.command.startswith('data.') else os.path.join(ROOT, case.command)
+
+
+def run_alone(case, outcome, folder):
+    """A case that needs a process of its own (a command prefix, or limits set before exec)."""
     command = ([sys.executable, '-m', case.command] if case.command.startswith('data.')
-               else [sys.executable, os.path.join(ROOT, case.command)])
+               else [sys.executable, command_of(case)])
     outcome.result = subprocess.run(
         [*outcome.call.prefix, *command, *outcome.call.args], capture_output=True, text=True,
         cwd=ROOT, timeout=300, stdin=subprocess.DEVNULL, preexec_fn=outcome.call.preexec_fn)
     outcome.after = fingerprints(folder)
+
+
+def run_together(cases, found, base, folder):
+    """Cases run one after another in one Python process (`helpers/case_runner.py`), each as
+    its command line runs it: TensorFlow starts once for all of them."""
+    os.makedirs(folder)
+    spec, results = os.path.join(folder, 'cases.json'), os.path.join(folder, 'results.json')
+    with open(spec, 'w') as f:
+        json.dump([{'id': case.id, 'command': command_of(case),
+                    'args': found[case.id].call.args} for case in cases], f)
+    subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'helpers', 'case_runner.py'),
+                    spec, results], cwd=ROOT, timeout=900, stdin=subprocess.DEVNULL, check=True)
+    with open(results) as f:
+        for case_id, result in json.load(f).items():
+            found[case_id].result = subprocess.CompletedProcess(
+                case_id, result['code'], '', result['stderr'])
+            found[case_id].after = fingerprints(os.path.join(base, case_id))
 
 
 @pytest.fixture(scope='module')
@@ -533,10 +555,21 @@ def outcomes(request, tmp_path_factory):
     shared = Shared()
     if any(case.command not in ('evaluate.py', 'data.build_csv') for case in cases):
         shared.root, shared.csv_path = request.getfixturevalue('experiment')[:2]
-    base = tmp_path_factory.mktemp('bad_input')
-    found = {case.id: prepare(case, str(base / case.id), shared) for case in cases}
+    base = str(tmp_path_factory.mktemp('bad_input'))
+    found = {case.id: prepare(case, os.path.join(base, case.id), shared) for case in cases}
+    ready = [case for case in cases if found[case.id].call is not None]
+    alone = [case for case in ready
+             if found[case.id].call.prefix or found[case.id].call.preexec_fn]
+    together = [case for case in ready if case not in alone]
+    runners = str(tmp_path_factory.mktemp('runners'))
     with ThreadPoolExecutor(WORKERS) as pool:
-        list(pool.map(lambda case: run(case, found[case.id], str(base / case.id)), cases))
+        jobs = [pool.submit(run_together, together[i::WORKERS], found, base,
+                            os.path.join(runners, str(i)))
+                for i in range(WORKERS) if together[i::WORKERS]]
+        jobs += [pool.submit(run_alone, case, found[case.id], os.path.join(base, case.id))
+                 for case in alone]
+        for job in jobs:
+            job.result()
     return found
 
 
