@@ -5,7 +5,8 @@ Makes the dataset (data/demo.py), trains `lunet` with the batch-hard triplet los
 and gallery with flip augmentation (and the centre crop), evaluates with the `market1501`
 excluder, and prints mAP and CMC of the trained network beside those of the untrained one
 (checkpoint 0). Leaves the experiment, embeddings, results (JSON) and pictures (cmc.png,
-ranked_list.png) in --output.
+ranked_list.png, activation_maps.png of the trained network on query images, and the training
+curves experiment/training_curves.png) in --output.
 """
 import os
 import sys
@@ -73,14 +74,30 @@ def embed_and_evaluate(args, dataset_root, experiment_root, stage, checkpoint):
 
 def draw(args, dataset_root, results, trained_inputs):
     from tripletreid import pictures
-    pictures.save_cmc_curve({stage: r['CMC'] for stage, r in results.items()},
+    pictures.save_cmc_curve({f'{stage}: mAP {100 * r["mAP"]:.1f}%': r['CMC']
+                             for stage, r in results.items()},
                             os.path.join(args.output, 'cmc.png'), title='CMC, demo test set')
     query_embs, gallery_embs, query, gallery, excluder = trained_inputs
-    rows = range(0, len(query), max(1, len(query) // 10))[:10]
-    ranked, is_match = evaluation.ranked_lists(query_embs, gallery_embs, query, gallery,
-                                               excluder, 'euclidean', list(rows))
-    pictures.save_ranked_lists(dataset_root, query.fids[list(rows)], gallery.fids, ranked,
-                               is_match, os.path.join(args.output, 'ranked_list.png'))
+    rows = list(range(0, len(query), max(1, len(query) // 10))[:10])
+    ranked, is_match, distances = evaluation.ranked_lists(
+        query_embs, gallery_embs, query, gallery, excluder, 'euclidean', rows)
+    queries, gallery_images = (
+        pictures.Images([os.path.join(dataset_root, fid) for fid in dataset.fids],
+                        dataset.pids, excluder.cameras(dataset))
+        for dataset in (csv_dataset.subset(query, rows), gallery))
+    pictures.save_ranked_lists(queries, gallery_images, ranked, is_match, distances,
+                               os.path.join(args.output, 'ranked_list.png'))
+
+
+def draw_activation_maps(args, dataset_root, experiment_root):
+    """Where the trained network looks: activation maps of 12 query images."""
+    from tripletreid import activation_maps, inference
+    spec, _ = experiment.read_experiment(experiment_root)
+    model, _ = inference.load_model(experiment_root, spec)
+    query = csv_dataset.read_csv(os.path.join(dataset_root, 'market1501_query.csv'))
+    activation_maps.draw_dataset(model, spec.net_size, activation_maps.choose(query, 12),
+                                 dataset_root, os.path.join(args.output, 'activation_maps.png'),
+                                 columns=6)
 
 
 def main(argv=None):
@@ -102,10 +119,12 @@ def main(argv=None):
         results[stage], inputs = embed_and_evaluate(args, dataset_root, experiment_root, stage,
                                                     checkpoint)
     draw(args, dataset_root, results, inputs)
+    draw_activation_maps(args, dataset_root, experiment_root)
     print()
     for stage, result in results.items():
         print(f'{stage:>9}: {evaluation.summary(result)}')
-    print(f'\nResults, embeddings and pictures (cmc.png, ranked_list.png) are in {args.output}')
+    print(f'\nResults, embeddings and pictures (cmc.png, ranked_list.png, activation_maps.png, '
+          f'experiment/training_curves.png) are in {args.output}')
 
 
 if __name__ == '__main__':

@@ -20,14 +20,17 @@ def build_parser():
     add = parser.add_argument
     experiment.add_experiment_flags(parser)
     add('--dataset', required=True, help='CSV of the images to embed.')
-    add('--image_root', type=cli.readable_directory,
-        help='Folder the CSV paths are relative to (default: the one of training).')
+    experiment.add_image_root_flag(parser)
     add('--filename', default=None,
         help='HDF5 output, relative to the experiment root (default: <csv name>_embeddings.h5).')
     add('--overwrite', action='store_true', help='Replace an existing output file.')
     add('--shard', type=cli.shard, metavar='I/N', default=None,
         help='Embed only the I-th of N consecutive parts of the CSV (1 <= I <= N); the default '
              'file name gets _shard<I>of<N>.')
+    add('--projector', metavar='DIR', default=None,
+        help='Also write, into this new or empty folder, what TensorBoard\'s Embedding '
+             'Projector reads (`tensorboard --logdir DIR`): the embeddings, their identity, '
+             'camera and path, and a sprite of thumbnails.')
     experiment.add_view_flags(parser)
     return parser
 
@@ -44,6 +47,9 @@ def main(argv=None):
     filename = os.path.join(args.experiment_root, args.filename or os.path.splitext(
         os.path.basename(args.dataset))[0] + f'_embeddings{suffix}.h5')
     files.check_output(filename, args.overwrite)
+    if args.projector:
+        from tripletreid import projector
+        projector.check_directory(args.projector)
     dataset = csv_dataset.read_csv(args.dataset)
     attrs = {}
     if args.shard:
@@ -51,7 +57,7 @@ def main(argv=None):
         attrs = {provenance.SHARD: f'{args.shard[0]}/{args.shard[1]}',
                  provenance.FIRST_ROW: rows.start, provenance.DATASET_ROWS: len(dataset)}
         dataset = csv_dataset.subset(dataset, rows)
-    pipeline.check_readable(dataset, image_root, args.loading_threads)
+    pipeline.check_readable(dataset, image_root, args.loading_threads, args.quiet)
     model, checkpoint = inference.load_model(args.experiment_root, spec, args.checkpoint)
     if not args.quiet:
         print(f'Embedding {len(dataset)} images of {args.dataset} with {checkpoint}',
@@ -63,6 +69,12 @@ def main(argv=None):
         provenance.fingerprint(spec, names, args.aggregator, checkpoint))
     inference.write_embeddings(filename, emb_aug, names, args.aggregator, attrs,
                                paths=provenance.encode_paths(dataset.fids))
+    if args.projector:
+        projector.write(args.projector, inference.aggregate(emb_aug, args.aggregator), dataset,
+                        image_root, spec.net_size, args.loading_threads, args.quiet)
+        if not args.quiet:
+            print(f'Wrote the Embedding Projector\'s files into {args.projector}; see them with '
+                  f'tensorboard --logdir {args.projector}', file=sys.stderr)
     if not args.quiet:
         print(f'Wrote {filename}: {len(dataset)} x {spec.embedding_dim}, views: '
               f'{", ".join(names)}', file=sys.stderr)

@@ -66,7 +66,7 @@ def main(argv=None):
     views = inference.Views(args.flip_augment, args.crop_augment)
     inference.check_views(views, args.aggregator, trained.get('crop_augment'))
     images = csv_dataset.read_list(args.image_list)
-    pipeline.check_readable(images, '', args.loading_threads)
+    pipeline.check_readable(images, '', args.loading_threads, args.quiet)
     model, checkpoint = inference.load_model(args.experiment_root, spec, args.checkpoint)
     if not args.quiet:
         print(f'Embedding {len(images)} images of {images.csv_path} with {checkpoint}',

@@ -12,8 +12,9 @@ import sys
 import numpy as np
 
 import excluders
-from tripletreid import cli, evaluation, files, metrics, reranking, verification
-from tripletreid import gallery_draws, tracklets
+from excluders.base import SameCameraExcluder
+from tripletreid import cli, evaluation, files, metrics, rerank_tuning, reranking, verification
+from tripletreid import csv_dataset, gallery_draws, tracklets
 from tripletreid.aggregators import AGGREGATORS
 from tripletreid.csv_dataset import read_csv
 from tripletreid.errors import InputError
@@ -33,7 +34,8 @@ takes the Market-1501 script's trapezoid rule. mINP is the mean inverse negative
 Re-ranking is off by default (the official protocol): --query_expansion N first replaces each
 query by the mean of itself and its N nearest valid gallery embeddings; --rerank then ranks by
 k-reciprocal re-ranking (Zhong et al. 2017) of the joint query + gallery set, with the paper's
-k1, k2 and lambda (original distance: the metric's, squared for euclidean, as the reference code).
+k1, k2 and lambda (original distance: the metric's, squared for euclidean, as the reference code),
+or with --rerank_params those tune_reranking.py chose on a validation split.
 
 Excluders: market1501 and duke read identity and camera from the file names
 (0002_c1s1_000451_03.jpg, 0005_c2_f0046985.jpg) and ignore the query identity's gallery
@@ -53,9 +55,11 @@ draw takes one random image per identity as the gallery and the others as querie
 and CMC are the means over the N draws, with their standard deviations (*_std) and every draw
 in the JSON. The draws depend on --draw_seed and the CSV rows only.
 
-Pictures (--picture_dir): cmc.png, the CMC curve, and with --image_root ranked_list.png, one
-row per query: the query, then its 10 best gallery matches after exclusion, framed green
-when they are the same identity and red when not.
+Pictures (--picture_dir): cmc.png, the CMC curve with the run's name and mAP, and with
+--image_root (or --query_image_root and --gallery_image_root) ranked_list.png, one row per
+query: the query, then its 10 best gallery matches after exclusion, framed green when they are
+the same identity and red when not, captioned with rank, identity, camera and distance. Every
+image the ranked list needs is checked before anything is computed.
 '''
 
 
@@ -114,6 +118,10 @@ def build_parser():
                         metavar='LAMBDA',
                         help='With --rerank: weight of the original distance against the '
                              'Jaccard distance, in [0, 1] (default: %(default)s).')
+    parser.add_argument('--rerank_params', metavar='JSON',
+                        help='With --rerank: take k1, k2 and lambda from this JSON of '
+                             'tune_reranking.py (searched with the same --metric and '
+                             '--normalize) instead of --rerank_k1/k2/lambda.')
     parser.add_argument(
         '--tracklets', metavar='column|REGEX',
         help='Evaluate tracklets of frames (video datasets): `column` takes the tracklet from '
@@ -135,6 +143,13 @@ def build_parser():
                              '--image_root) into this directory.')
     parser.add_argument('--image_root', type=cli.readable_directory, metavar='DIR',
                         help='Directory the CSV paths are relative to, for the ranked list.')
+    for role in ('query', 'gallery'):
+        parser.add_argument(f'--{role}_image_root', type=cli.readable_directory,
+                            metavar='DIR', help=f'Directory the {role} CSV\'s paths are '
+                                                'relative to, where it is not --image_root.')
+    parser.add_argument('--run_name', metavar='NAME',
+                        help=f'The name in the legend of {CMC_PICTURE} (default: the folder '
+                             'of --query_embeddings, e.g. the experiment root\'s).')
     parser.add_argument('--picture_queries', default=10, type=cli.positive_int, metavar='N',
                         help='Queries in the ranked list (default: %(default)s).')
     parser.add_argument('--picture_seed', type=int, metavar='SEED',
@@ -165,14 +180,30 @@ def _output_paths(args):
         if args.verification:
             paths += [os.path.join(args.picture_dir, name)
                       for name in ('roc.png', 'distances.png')]
-        if args.image_root:
+        if _image_roots(args):
             paths.append(os.path.join(args.picture_dir, RANKED_LIST_PICTURE))
     return paths
 
 
+def _image_roots(args):
+    """{'query': root, 'gallery': root} of the ranked list's images, or None without one."""
+    roots = {role: getattr(args, f'{role}_image_root') or args.image_root
+             for role in ('query', 'gallery')}
+    if not any(roots.values()):
+        return None
+    for role, other in (('query', 'gallery'), ('gallery', 'query')):
+        if roots[role] is None:
+            raise InputError(f'--{other}_image_root needs --{role}_image_root (or --image_root '
+                             'for both) for the ranked list')
+    return roots
+
+
 def _prepare_outputs(args):
-    if args.image_root and not args.picture_dir:
-        raise InputError('--image_root is for the ranked-list picture; add --picture_dir')
+    if _image_roots(args) and not args.picture_dir:
+        raise InputError('--image_root (and --query/gallery_image_root) are for the ranked-list '
+                         'picture; add --picture_dir')
+    if args.run_name and not args.picture_dir:
+        raise InputError(f'--run_name names the run in {CMC_PICTURE}; add --picture_dir')
     if args.picture_dir:
         try:
             os.makedirs(args.picture_dir, exist_ok=True)
@@ -182,28 +213,71 @@ def _prepare_outputs(args):
         files.check_output(path, args.overwrite)
 
 
-def _save_pictures(args, result, query_embs, gallery_embs, query, gallery, excluder):
-    from tripletreid import pictures  # OpenCV and matplotlib load only when asked for
-    pictures.save_cmc_curve(result['CMC'], os.path.join(args.picture_dir, CMC_PICTURE))
-    if not args.image_root:
-        return
+def _picture_rows(args, query):
+    """The rows of the queries in the ranked list: the first ones, or a seeded sample."""
     count = min(args.picture_queries, len(query))
     if args.picture_seed is None:
-        rows = np.arange(count)
-    else:
-        rows = np.sort(np.random.default_rng(args.picture_seed).choice(
-            len(query), size=count, replace=False))
-    ranked, is_match = evaluation.ranked_lists(
-        query_embs, gallery_embs, query, gallery, excluder, args.metric, rows,
-        rerank=_rerank_options(args), query_expansion=args.query_expansion)
-    pictures.save_ranked_lists(args.image_root, query.fids[rows], gallery.fids, ranked,
-                               is_match, os.path.join(args.picture_dir, RANKED_LIST_PICTURE))
+        return np.arange(count)
+    return np.sort(np.random.default_rng(args.picture_seed).choice(
+        len(query), size=count, replace=False))
+
+
+def _picture_images(args, query, gallery, excluder):
+    """The `pictures.Images` of the ranked list's queries and of the gallery, or None without
+    an image root. Every image they need is checked here, before any work: a missing one is a
+    line naming it, its CSV line and its flag (never an OpenCV warning after the metrics)."""
+    roots = _image_roots(args) if args.picture_dir else None
+    if not roots:
+        return None
+    from tripletreid import pictures  # OpenCV and matplotlib load only when asked for
+    sides = {'query': csv_dataset.subset(query, _picture_rows(args, query)), 'gallery': gallery}
+    images = {}
+    for role, dataset in sides.items():
+        flag = f'--{role}_image_root' if getattr(args, f'{role}_image_root') else '--image_root'
+        try:
+            csv_dataset.check_images(dataset, roots[role])
+        except InputError as error:
+            raise InputError(f'{flag} {roots[role]}: {error}') from None
+        images[role] = pictures.Images(
+            [os.path.join(roots[role], fid) for fid in dataset.fids], dataset.pids,
+            _cameras(dataset, excluder))
+    return images
+
+
+def _cameras(dataset, excluder):
+    """Each image's camera for the captions: the CSV's column, or what a camera excluder
+    reads from the file names; None where neither says."""
+    if dataset.cams is None and isinstance(excluder, SameCameraExcluder):
+        return excluder.cameras(dataset)
+    return dataset.cams
+
+
+def _run_name(args):
+    return args.run_name or os.path.basename(os.path.dirname(os.path.abspath(
+        args.query_embeddings)))
+
+
+def _save_pictures(args, result, images, query_embs, gallery_embs, query, gallery, excluder):
+    from tripletreid import pictures
+    label = f'{_run_name(args)}: mAP {100 * result["mAP"]:.1f}%'
+    pictures.save_cmc_curve({label: result['CMC']}, os.path.join(args.picture_dir, CMC_PICTURE),
+                            title=f'CMC, --excluder {args.excluder}')
+    if not images:
+        return
+    ranked, is_match, distances = evaluation.ranked_lists(
+        query_embs, gallery_embs, query, gallery, excluder, args.metric,
+        _picture_rows(args, query), rerank=_rerank_options(args),
+        query_expansion=args.query_expansion)
+    pictures.save_ranked_lists(images['query'], images['gallery'], ranked, is_match, distances,
+                               os.path.join(args.picture_dir, RANKED_LIST_PICTURE))
 
 
 def _rerank_options(args):
     """The RerankOptions of --rerank (checked: a bad value is a one-line error), or None."""
     if not args.rerank:
         return None
+    if args.rerank_params:
+        return rerank_tuning.load_params(args.rerank_params, args.metric, args.normalize)
     return reranking.RerankOptions(args.rerank_k1, args.rerank_k2, args.rerank_lambda)
 
 
@@ -258,21 +332,21 @@ def _evaluate_draws(args, dataset, embs, rerank):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    given = cli.explicit_flags(parser, argv) & {'rerank_k1', 'rerank_k2', 'rerank_lambda'}
+    given = cli.explicit_flags(parser, argv) & {'rerank_k1', 'rerank_k2', 'rerank_lambda',
+                                                'rerank_params'}
     if given and not args.rerank:
         raise InputError(f'--{min(given)} applies with --rerank only')
+    if args.rerank_params and given != {'rerank_params'}:
+        raise InputError(f'--rerank_params and --{min(given - {"rerank_params"})} conflict: '
+                         'the JSON gives k1, k2 and lambda')
     rerank = _rerank_options(args)
     _check_protocol_flags(args, cli.explicit_flags(parser, argv))
     _prepare_outputs(args)
     query = read_csv(args.query_dataset)
     gallery = read_csv(args.gallery_dataset)
     excluder = excluders.create(args.excluder, gallery, args.camera_pattern)
-    query_embs = evaluation.load_embeddings(args.query_embeddings, query)
-    gallery_embs = evaluation.load_embeddings(args.gallery_embeddings, gallery)
-    if query_embs.shape[1] != gallery_embs.shape[1]:
-        raise InputError(f'embedding sizes differ: {query_embs.shape[1]} in '
-                         f'{args.query_embeddings}, {gallery_embs.shape[1]} in '
-                         f'{args.gallery_embeddings}')
+    query_embs, gallery_embs = evaluation.load_query_and_gallery(
+        args.query_embeddings, args.gallery_embeddings, query, gallery)
     if args.tracklets:
         query, query_embs = tracklets.aggregate(query, query_embs, args.tracklets,
                                                 args.tracklet_aggregator)
@@ -283,6 +357,7 @@ def main(argv=None):
         query_embs, gallery_embs = map(metrics.unit_rows, (query_embs, gallery_embs))
     if args.gallery_draws:
         return _evaluate_draws(args, query, query_embs, rerank)
+    images = _picture_images(args, query, gallery, excluder)
     result = evaluation.evaluate_embeddings(
         query_embs, gallery_embs, query, gallery, excluder, args.metric, args.batch_size,
         'market' if args.use_market_ap else 'sklearn',
@@ -307,7 +382,8 @@ def main(argv=None):
     if args.filename:
         files.write_json(args.filename, result)
     if args.picture_dir:
-        _save_pictures(args, result, query_embs, gallery_embs, query, gallery, excluder)
+        _save_pictures(args, result, images, query_embs, gallery_embs, query, gallery,
+                       excluder)
         if args.verification:
             verification.save_pictures(points, result['verification'], args.picture_dir,
                                        verification.metric_distance(args.metric))

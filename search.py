@@ -201,7 +201,7 @@ def run_add(args):
     files.check_output(args.index, True)
     emb, print_, dataset, root = read_sources(args, lambda: indexing.options_for_index(
         index, args.index, args.experiment_root, batch_size=args.batch_size,
-        loading_threads=args.loading_threads))
+        loading_threads=args.loading_threads, quiet=False))
     source = args.embeddings[0] if args.embeddings else 'the model embedding the images'
     search_index.check_compatible(index, args.index, print_, dim=emb.shape[1], source=source)
     bigger = search_index.appended(index, indexing.prepare(emb, index.normalized),
@@ -320,8 +320,10 @@ def run_query(args):
         else:
             limit = np.inf if threshold is None else threshold
             is_match = results.distances[:count] <= limit
-        pictures.save_ranked_lists('', query_paths[:count], index.paths, ranked,
-                                   is_match & (ranked >= 0), picture)
+        queries = pictures.Images(query_paths[:count], dataset.pids, dataset.cams)
+        gallery = pictures.Images(index.paths, index.pids, index.cams)
+        pictures.save_ranked_lists(queries, gallery, ranked, is_match & (ranked >= 0),
+                                   results.distances[:count], picture)
 
 
 def run_calibrate(args):

@@ -15,9 +15,14 @@ a real run (thousands of images) pays once: it is measured apart (the best of th
 one image, after a first full call) and `steady_images_per_second` leaves it out. Part
 `inference`: one fixed batch of 64 random 256x128 images through resnet_v1_50 + fc1024 in
 inference mode: ours as embed.py runs it (a tf.function of `model(batch, training=False)`, the
-model's batch norms fused; `--keras_bn` adds ours with Keras' batch norms),
-PyTorch's (bench/torch_reid.py, eval mode under inference_mode) as a peer runs it and as tuned
-here. Contenders alternate round by round, each in its own process.
+model's batch norms fused, which TensorFlow's graph optimiser runs inside the convolutions as
+oneDNN post-ops; `--keras_bn` adds ours with Keras' batch norms), and PyTorch's
+(bench/torch_reid.py, eval mode under `torch.inference_mode()`) as a peer runs it, tuned
+(channels-last, OpenMP threads that sleep), and tuned with its batch norms folded three ways:
+torch.fx's fusion, TorchScript's `torch.jit.freeze`, `torch.compile` with freezing
+(tasks.FOLDED_TORCH_VARIANTS). The fastest PyTorch contender (median images/s) is the
+reference, `best_pytorch` in the JSON. Contenders alternate round by round (AB BA ...), each in
+its own process; ratios carry a bootstrap 95% interval and "tie" when it holds 1.
 """
 import argparse
 import os
@@ -27,11 +32,18 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import benchlib
-from tasks import SIZES, configure_tensorflow, demo_images, torch_contenders
+from tasks import (FOLDED_TORCH_VARIANTS, SIZES, TORCH_VARIANTS, configure_tensorflow,
+                   demo_images, torch_contenders)
 from benchlib import Contender, Task
 
 VIEWS = {'none': dict(flip=False, crop=None), 'flip_five': dict(flip=True, crop='five')}
 IMAGES = {'resnet_v1_50': 64, 'lunet': 256}
+PEERS = {**TORCH_VARIANTS, **FOLDED_TORCH_VARIANTS}
+OURS = ("embed.py's forward: a tf.function of the model, batch norms fused (FusedBatchNormV3, "
+        "run by oneDNN as the convolutions' post-ops), NHWC tensors, TensorFlow's default thread "
+        'pools (2 intra-op threads)')
+KERAS_BN = ("embed.py's forward before the fused batch norm: Keras' batch norms (element-wise "
+            'ops apart from the convolutions), otherwise as ours')
 
 
 def embed_task(csv, image_root, model_name, views, images, batch_size=256):
@@ -82,29 +94,36 @@ def run_embed(options):
                                      images=options.images or IMAGES[model]),
                                 warmup=options.warmup)
                       for model in options.models for views in VIEWS]
-        results = benchlib.alternate(contenders, options.rounds, 1)
+        rounds = options.rounds or 3
+        results = benchlib.alternate(contenders, rounds, 1)
     for name, result in results.items():
         overhead = result['info']['per_call_overhead_seconds']
         steady = [result['images'] / (seconds - overhead) for seconds in result['round_seconds']]
         result['steady_images_per_second'] = benchlib.summary(steady)
         views = 10 if name.endswith('flip_five') else 1
         result['steady_views_per_second'] = benchlib.summary([r * views for r in steady])
-    return {'loading_threads': 2, 'batch_size': 256, 'rounds': options.rounds,
+    return {'loading_threads': 2, 'batch_size': 256, 'rounds': rounds,
             'contenders': results}
 
 
 def run_inference(options):
     size = dict(batch=options.batch, height=options.height, width=options.width)
     contenders = [Contender('tensorflow', 'bench_embed:inference_task', size,
-                            warmup=options.warmup)]
+                            warmup=options.warmup, about=OURS)]
     if options.keras_bn:
         contenders.append(Contender('tensorflow_keras_bn', 'bench_embed:inference_task',
-                                    dict(size, keras_bn=True), warmup=options.warmup))
-    contenders += torch_contenders(options, 'torch_reid:inference_task', **size)
-    results = benchlib.alternate(contenders, options.rounds, options.calls)
+                                    dict(size, keras_bn=True), warmup=options.warmup,
+                                    about=KERAS_BN))
+    contenders += torch_contenders(options, 'torch_reid:inference_task', PEERS, **size)
+    rounds = options.rounds or 10
+    results = benchlib.alternate(contenders, rounds, options.calls)
     result = {'model_name': 'resnet_v1_50', 'input': [options.height, options.width],
-              'batch': options.batch, 'rounds': options.rounds,
+              'batch': options.batch, 'rounds': rounds,
               'calls_per_round': options.calls, 'contenders': results}
+    peers = [name for name in results if name.startswith('pytorch')]
+    if peers:
+        result['best_pytorch'] = max(
+            peers, key=lambda name: results[name]['images_per_second']['median'])
     result.update(benchlib.peer_ratios(results))
     return result
 
@@ -113,16 +132,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--part', choices=['embed', 'inference', 'both'], default='both')
-    parser.add_argument('--rounds', type=int, default=3)
-    parser.add_argument('--calls', type=int, default=3, help='Inference batches per round.')
+    parser.add_argument('--rounds', type=int, default=None,
+                        help='Default: 3 for the embed part, 10 for inference.')
+    parser.add_argument('--calls', type=int, default=2, help='Inference batches per round.')
     parser.add_argument('--images', type=int, default=None,
                         help='Images per embed call (default: 64 for resnet_v1_50, 256 for lunet).')
     parser.add_argument('--batch', type=int, default=64, help='Inference batch.')
     parser.add_argument('--height', type=int, default=256)
     parser.add_argument('--width', type=int, default=128)
     parser.add_argument('--warmup', type=int, default=1, help='Untimed calls after the first.')
-    parser.add_argument('--torch', nargs='+', default=['pytorch', 'pytorch_tuned'],
-                        choices=['pytorch', 'pytorch_tuned'])
+    parser.add_argument('--torch', nargs='+', default=list(PEERS), choices=list(PEERS),
+                        help='The PyTorch contenders (tasks.TORCH_VARIANTS and '
+                             'FOLDED_TORCH_VARIANTS; default: all).')
     parser.add_argument('--no_torch', action='store_true')
     parser.add_argument('--keras_bn', action='store_true',
                         help="Inference: also ours with Keras' batch norm instead of the fused "
@@ -134,7 +155,8 @@ def main():
         options.models = ['lunet']
         options.rounds, options.calls, options.warmup, options.images = 2, 1, 0, 32
         options.batch, options.height, options.width = 8, 64, 32
-        options.torch = options.torch[-1:]
+        # the last named PyTorch contender that builds in seconds (compiling takes minutes)
+        options.torch = [name for name in options.torch if name != 'pytorch_compile'][-1:]
     parts = ['embed', 'inference'] if options.part == 'both' else [options.part]
     result = {part: {'embed': run_embed, 'inference': run_inference}[part](options)
               for part in parts}

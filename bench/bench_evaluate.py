@@ -1,62 +1,144 @@
 #!/usr/bin/env python3
-"""Time evaluate.py's code path on a Market-1501-sized synthetic problem; write JSON (--output).
+"""Time evaluation on synthetic problems of Market-1501 or MSMT17 size; write JSON (--output).
 
-3,368 queries x 15,913 gallery images, 128-D float32 embeddings (identity centre + noise,
-seeded), Market-style file names with 6 cameras, distractors (0000) and junk (-1). Reports
-the seconds (median of --repeats runs, min-max) and the process's peak memory of
-`evaluate.evaluate_embeddings`, and checks a sample of queries against the exact formulas:
-direct float64 distances sum((q - g)^2), a stable argsort, and scikit-learn's
-average_precision_score. With --rerank it times k-reciprocal re-ranking with
-the paper's defaults instead (the exact-formula check is of the plain distances, so it is off).
+Market-1501: 3,368 queries x 15,913 gallery images (6 cameras, 750 identities, distractors
+0000 and junk -1, Market-style file names, the `market1501` excluder). MSMT17: 11,659 queries
+x 82,161 gallery images (15 cameras, 3,060 identities, a camera CSV column, the `camera`
+excluder). Embeddings are identity centre + noise (seeded), float32, --dim wide; --scale
+shrinks every count (MSMT17 at 1/8 ... 1).
+
+By default it times `evaluation.evaluate_embeddings` in this process (median of --repeats
+runs, min-max, and the process's peak memory). With --process it writes the CSVs and HDF5
+files (into --workdir) and times `evaluate.py` as a user runs it: a subprocess under
+/usr/bin/time -v, from start to JSON written, for both AP rules (--repeats runs each,
+alternated), with each run's maximum resident set size. Either way a sample of queries is
+checked against the exact formulas: direct float64 distances sum((q - g)^2), a stable
+argsort, and scikit-learn's average_precision_score. With --rerank it times k-reciprocal
+re-ranking with the paper's defaults instead (the exact-formula check is of the plain
+distances, so it is off).
 """
 import argparse
+import dataclasses
+import json
 import os
+import re
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 
+import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import benchlib
 import excluders
+from tripletreid import provenance
 from tripletreid.csv_dataset import Dataset
 from tripletreid.evaluation import evaluate_embeddings
 from tripletreid.reranking import RerankOptions
 
-N_QUERY, N_GALLERY, DIM = 3368, 15913, 128
-N_IDENTITY, N_DISTRACTOR, N_JUNK, N_CAMERA = 750, 2793, 1000, 6
+_CHUNK_ROWS = 8192  # embedding rows made (and written) at a time: bounds this script's memory
 
 
-def market_dataset(name, folder, pids, cams):
-    """A Dataset with Market-1501 file names for the given identities and cameras."""
-    fids = np.array([f'{folder}/{pid}_c{cam}s1_{i:06d}_00.jpg'
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """The counts of a test split; gallery = identities' images + distractors + junk."""
+    queries: int
+    gallery: int
+    identities: int
+    distractors: int
+    junk: int
+    cameras: int
+    excluder: str
+
+    def scaled(self, scale):
+        """Every count times `scale` (the cameras stay)."""
+        def times(count):
+            return max(1, round(count * scale)) if count else 0
+        return dataclasses.replace(
+            self, queries=times(self.queries), gallery=times(self.gallery),
+            identities=times(self.identities), distractors=times(self.distractors),
+            junk=times(self.junk))
+
+
+LAYOUTS = {
+    'market1501': Layout(3368, 15913, 750, 2793, 1000, 6, 'market1501'),
+    'msmt17': Layout(11659, 82161, 3060, 0, 0, 15, 'camera'),
+}
+
+
+def file_names(layout, folder, pids, cams):
+    """Market-1501's file names (its excluder reads them) or MSMT17's (camera in a column)."""
+    if layout.excluder == 'market1501':
+        return np.array([f'{folder}/{pid}_c{cam}s1_{i:06d}_00.jpg'
+                         for i, (pid, cam) in enumerate(zip(pids, cams))])
+    return np.array([f'{folder}/{pid}/{pid}_{cam:02d}_{i:06d}.jpg'
                      for i, (pid, cam) in enumerate(zip(pids, cams))])
-    return Dataset(name, pids, fids, None, np.arange(1, len(pids) + 1))
 
 
-def synthetic_problem(seed):
-    """Query and gallery Datasets and embeddings; every query identity is in the gallery."""
+def make_dataset(layout, name, folder, ids, cams):
+    pids = np.array(['-1' if i < 0 else f'{i:04d}' for i in ids])
+    fids = file_names(layout, folder, pids, cams)
+    return Dataset(name, pids, fids, cams.astype(str) if layout.excluder == 'camera' else None,
+                   np.arange(1, len(pids) + 1))
+
+
+def synthetic_datasets(layout, seed):
+    """(query, gallery) Datasets with identity codes (0 distractor, -1 junk) and cameras;
+    every query identity is in the gallery."""
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((N_IDENTITY + 1, DIM))
-    n_people = N_GALLERY - N_DISTRACTOR - N_JUNK
-    gallery_ids = np.concatenate([rng.integers(1, N_IDENTITY + 1, n_people),
-                                  np.zeros(N_DISTRACTOR, int), np.full(N_JUNK, -1)])
-    query_ids = rng.integers(1, N_IDENTITY + 1, N_QUERY)
+    n_people = layout.gallery - layout.distractors - layout.junk
+    gallery_ids = np.concatenate([rng.integers(1, layout.identities + 1, n_people),
+                                  np.zeros(layout.distractors, int), np.full(layout.junk, -1)])
+    query_ids = rng.integers(1, layout.identities + 1, layout.queries)
+    gallery = make_dataset(layout, 'gallery.csv', 'bounding_box_test', gallery_ids,
+                           rng.integers(1, layout.cameras + 1, layout.gallery))
+    query = make_dataset(layout, 'query.csv', 'query', query_ids,
+                         rng.integers(1, layout.cameras + 1, layout.queries))
+    return (query, query_ids), (gallery, gallery_ids)
 
-    def embed(ids):
-        own = centres[np.maximum(ids, 0)] * (ids > 0)[:, None]
-        return (own + 1.5 * rng.standard_normal((len(ids), DIM))).astype(np.float32)
 
-    def pid_strings(ids):
-        return np.array(['-1' if i < 0 else f'{i:04d}' for i in ids])
+def embedding_chunks(ids, identities, dim, seed, role):
+    """float32 embeddings (identity centre + 1.5 x noise; distractors and junk noise only),
+    _CHUNK_ROWS rows at a time, each chunk from its own seeded generator."""
+    centres = np.random.default_rng(seed).standard_normal((identities + 1, dim))
+    for start in range(0, len(ids), _CHUNK_ROWS):
+        part = ids[start:start + _CHUNK_ROWS]
+        rng = np.random.default_rng([seed, role, start])
+        own = centres[np.maximum(part, 0)] * (part > 0)[:, None]
+        yield (own + 1.5 * rng.standard_normal((len(part), dim))).astype(np.float32)
 
-    gallery = market_dataset('gallery.csv', 'bounding_box_test', pid_strings(gallery_ids),
-                             rng.integers(1, N_CAMERA + 1, N_GALLERY))
-    query = market_dataset('query.csv', 'query', pid_strings(query_ids),
-                           rng.integers(1, N_CAMERA + 1, N_QUERY))
-    return query, embed(query_ids), gallery, embed(gallery_ids)
+
+def synthetic_problem(layout, dim, seed):
+    """Query and gallery Datasets and embeddings, in memory."""
+    (query, query_ids), (gallery, gallery_ids) = synthetic_datasets(layout, seed)
+    return (query, np.concatenate(list(embedding_chunks(query_ids, layout.identities, dim,
+                                                        seed, 0))),
+            gallery, np.concatenate(list(embedding_chunks(gallery_ids, layout.identities, dim,
+                                                          seed, 1))))
+
+
+def write_problem(layout, dim, seed, folder):
+    """Write query/gallery CSVs and HDF5 embeddings (with their paths) into `folder`;
+    return (query, gallery) Datasets whose csv_path are the files."""
+    written = []
+    for role, (dataset, ids) in enumerate(synthetic_datasets(layout, seed)):
+        name = os.path.join(folder, dataset.csv_path)
+        with open(name, 'w') as f:
+            columns = [dataset.pids, dataset.fids] + (
+                [] if dataset.cams is None else [dataset.cams])
+            f.writelines(','.join(row) + '\n' for row in zip(*columns))
+        with h5py.File(name[:-len('.csv')] + '.h5', 'w') as f:
+            emb = f.create_dataset('emb', (len(ids), dim), dtype=np.float32)
+            for start, chunk in zip(range(0, len(ids), _CHUNK_ROWS),
+                                    embedding_chunks(ids, layout.identities, dim, seed, role)):
+                emb[start:start + len(chunk)] = chunk
+            f[provenance.PATHS] = provenance.encode_paths(dataset.fids)
+        written.append(dataclasses.replace(dataset, csv_path=name))
+    return written
 
 
 def reference_check(result, query, query_embs, gallery, gallery_embs, excluder, sample):
@@ -85,44 +167,147 @@ def reference_check(result, query, query_embs, gallery, gallery_embs, excluder, 
     return worst
 
 
+def float64_matmul_gflops(size=2048, repeats=3):
+    """This machine's float64 matrix-product rate now (best of `repeats`): the distance
+    product's floor is 2 x queries x gallery x dim FLOP at this rate."""
+    a = np.random.default_rng(0).standard_normal((size, size))
+    best = float('inf')
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - start)
+    return round(2 * size ** 3 / best / 1e9, 1)
+
+
+def in_process(args, layout, rerank):
+    """Time evaluate_embeddings here; return (figures, result, problem)."""
+    query, query_embs, gallery, gallery_embs = synthetic_problem(layout, args.dim, args.seed)
+    seconds, cpu_seconds = [], []
+    for _ in range(args.repeats):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        excluder = excluders.create(layout.excluder, gallery)
+        result = evaluate_embeddings(query_embs, gallery_embs, query, gallery, excluder,
+                                     'euclidean', args.batch_size, rerank=rerank)
+        seconds.append(time.perf_counter() - start)
+        cpu_seconds.append(time.process_time() - cpu_start)
+    figures = {'seconds': benchlib.summary(seconds),
+               'cpu_seconds': benchlib.summary(cpu_seconds),
+               'peak_rss_mib': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return figures, result, (query, query_embs, gallery, gallery_embs)
+
+
+def run_evaluate(command):
+    """Run evaluate.py under /usr/bin/time -v: (wall seconds, max RSS in MiB, load average
+    before, CPU seconds: user + system, which a busy machine inflates less than the wall)."""
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    done = subprocess.run(['/usr/bin/time', '-v', *command], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise RuntimeError(f'{" ".join(command)} failed:\n{done.stderr[-3000:]}')
+    def field(name):
+        return float(re.search(rf'{name}: ([\d.]+)', done.stderr).group(1))
+
+    cpu = field(r'User time \(seconds\)') + field(r'System time \(seconds\)')
+    return seconds, field(r'Maximum resident set size \(kbytes\)') / 1024, load, cpu
+
+
+def as_a_user(args, layout, rerank, folder):
+    """Time evaluate.py as a subprocess, the --ap_rules alternated (the sklearn one only with
+    --rerank); return (figures, the sklearn (else market) run's result, problem)."""
+    print(f'writing the synthetic problem into {folder}', file=sys.stderr)
+    query, gallery = write_problem(layout, args.dim, args.seed, folder)
+    output = os.path.join(folder, 'result.json')
+    command = [sys.executable, os.path.join(args.root, 'evaluate.py'),
+               '--excluder', layout.excluder, '--metric', 'euclidean',
+               '--query_dataset', query.csv_path, '--gallery_dataset', gallery.csv_path,
+               '--query_embeddings', query.csv_path[:-4] + '.h5',
+               '--gallery_embeddings', gallery.csv_path[:-4] + '.h5',
+               '--batch_size', str(args.batch_size), '--filename', output, '--overwrite']
+    if rerank is not None:
+        command.append('--rerank')
+    rules = {rule: flags for rule, flags in (('sklearn', []), ('market', ['--use_market_ap']))
+             if args.ap_rules in ('both', rule) and not (rerank and rule == 'market')}
+    runs, results = {rule: [] for rule in rules}, {}
+    for number in range(args.repeats):
+        for rule, flags in rules.items():
+            runs[rule].append(run_evaluate(command + flags))
+            print(f'run {number + 1}/{args.repeats}, {rule}: {runs[rule][-1][0]:.2f} s, '
+                  f'{runs[rule][-1][1]:.0f} MiB', file=sys.stderr, flush=True)
+            with open(output) as f:
+                results[rule] = json.load(f)
+    figures = {'evaluate_command': command, 'ap_rules': {rule: {
+        'seconds': benchlib.summary([run[0] for run in rule_runs]),
+        'peak_rss_mib': benchlib.summary([run[1] for run in rule_runs], 1),
+        'load_average_before': [round(run[2], 2) for run in rule_runs],
+        'cpu_seconds': benchlib.summary([run[3] for run in rule_runs]),
+        'mAP': results[rule]['mAP']} for rule, rule_runs in runs.items()}}
+    problem = []
+    for dataset in (query, gallery):
+        with h5py.File(dataset.csv_path[:-4] + '.h5', 'r') as f:
+            problem += [dataset, f['emb'][()]]
+    return figures, results.get('sklearn', results.get('market')), problem
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--dataset', choices=sorted(LAYOUTS), default='market1501')
+    parser.add_argument('--scale', type=float, default=1.0,
+                        help='Every count times this (0.125, 0.25, 0.5: the growth with N).')
+    parser.add_argument('--dim', type=int, default=128, help='Embedding size.')
     parser.add_argument('--batch_size', type=int, default=256)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--check_queries', type=int, default=200,
                         help='Queries compared with the exact formulas (0: none).')
     parser.add_argument('--rerank', action='store_true',
                         help='Time k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3).')
+    parser.add_argument('--process', action='store_true',
+                        help='Time evaluate.py as a subprocess, start to JSON written.')
+    parser.add_argument('--ap_rules', choices=('both', 'sklearn', 'market'), default='both',
+                        help='With --process: the AP rules timed (default: %(default)s).')
+    parser.add_argument('--workdir',
+                        help='With --process: the folder for the synthetic files (default: a '
+                             'temporary one, removed at the end).')
+    parser.add_argument('--root', default=benchlib.ROOT,
+                        help='With --process: the checkout whose evaluate.py runs (default: '
+                             'this one; another for a before/after comparison).')
     parser.add_argument('--repeats', type=int, default=3,
                         help='Evaluations timed (the figure is their median, with min-max).')
     benchlib.add_output_flags(parser, 'evaluate')
     args = parser.parse_args()
     if args.quick:
         args.check_queries, args.repeats = min(args.check_queries, 20), 1
+    layout = LAYOUTS[args.dataset].scaled(args.scale)
     rerank = RerankOptions() if args.rerank else None
-    check_queries = 0 if args.rerank else args.check_queries
+    exact = not args.rerank and not (args.process and args.ap_rules == 'market')  # sklearn AP
+    check_queries = min(args.check_queries, layout.queries) if exact else 0
 
-    query, query_embs, gallery, gallery_embs = synthetic_problem(args.seed)
-    seconds, cpu_seconds = [], []
-    for _ in range(args.repeats):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        excluder = excluders.create('market1501', gallery)
-        result = evaluate_embeddings(query_embs, gallery_embs, query, gallery, excluder,
-                                     'euclidean', args.batch_size, rerank=rerank)
-        seconds.append(time.perf_counter() - start)
-        cpu_seconds.append(time.process_time() - cpu_start)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-    sample = np.random.default_rng(args.seed).choice(N_QUERY, check_queries, replace=False)
+    gflops = float64_matmul_gflops()
+    if args.process:
+        with tempfile.TemporaryDirectory(prefix='bench_evaluate_') as temporary:
+            figures, result, problem = as_a_user(args, layout, rerank,
+                                                 args.workdir or temporary)
+    else:
+        figures, result, problem = in_process(args, layout, rerank)
+    query, query_embs, gallery, gallery_embs = problem
+    excluder = excluders.create(layout.excluder, gallery)
+    sample = np.random.default_rng(args.seed).choice(layout.queries, check_queries,
+                                                     replace=False)
     check = reference_check(result, query, query_embs, gallery, gallery_embs, excluder, sample)
+    name = '_'.join(['evaluate', *(['process'] if args.process else []),
+                     *([] if args.dataset == 'market1501' else [args.dataset]),
+                     *([] if args.dim == 128 else [f'{args.dim}d']),
+                     *([] if args.scale == 1 else [f'scale{args.scale:g}']),
+                     *(['rerank'] if args.rerank else [])])
     benchlib.write_results({
-        'queries': N_QUERY, 'gallery': N_GALLERY, 'dim': DIM, 'batch_size': args.batch_size,
-        'seconds': benchlib.summary(seconds), 'cpu_seconds': benchlib.summary(cpu_seconds),
-        'peak_rss_mib': round(peak_mib, 1),
+        'dataset': args.dataset, 'scale': args.scale, 'layout': dataclasses.asdict(layout),
+        'dim': args.dim, 'batch_size': args.batch_size,
+        'distance_product_gflop': round(2 * layout.queries * layout.gallery * args.dim / 1e9, 1),
+        'matmul_gflops_float64': gflops, **figures,
         'mAP': result['mAP'], 'top1': result['CMC'][0], 'mINP': result['mINP'],
         'skipped': len(result['skipped_queries']),
         'rerank': result['rerank'], 'checked_queries': check_queries, **check,
-    }, args, 'evaluate_rerank' if args.rerank else 'evaluate')
+    }, args, name)
 
 
 if __name__ == '__main__':

@@ -7,7 +7,7 @@ The model: a trained experiment (--experiment_root; BENCHMARKS.md says which), e
 
 Speed: one fixed batch of --batch CUHK03 `val/` images, resized to 128x64 uint8 (the models
 resize them to the network input inside). Contenders, each in its own worker process
-(`benchlib.alternate`, rounds alternating ABAB...): `embed_py` runs what embed.py runs on a
+(`benchlib.alternate`, rounds alternating AB BA AB ...): `embed_py` runs what embed.py runs on a
 batch (tf.image.resize, then the model with fused batch norms in a tf.function), `litert_*`
 ai-edge-litert's interpreter (--threads), `onnxruntime` ONNX Runtime on the CPU (--threads).
 Figures: medians over rounds with min-max.

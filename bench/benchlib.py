@@ -1,11 +1,16 @@
 """What the benchmarks share: machine facts, figures with their spread, JSON output, and
-contenders alternated round by round (ABAB...) in one run.
+contenders alternated round by round in one run, in an order reversed every other round
+(AB BA AB ...).
 
 The machine is shared and its speed drifts, so two figures are only compared when they were
 measured in the same run, in alternation: each contender runs in a worker process of its own
 (own environment variables, thread pools and imports: TensorFlow with or without oneDNN,
 PyTorch), builds its model once, then waits on stdin for its turn; a round gives each
-contender its turn in the same order. A figure is the median over rounds, with the min-max.
+contender its turn, forward in odd rounds and backward in even ones, so that neither always
+follows the other. A figure is the median over rounds, with the min-max; a ratio of two
+contenders is the median of the per-round ratios with a bootstrap 95% confidence interval,
+and a "tie" when that interval holds 1. The load average before and after each turn is
+recorded beside the figures (the machine is shared: it tells a quiet round from a busy one).
 
 A contender's `factory` is 'module:function' of a module in bench/; the function takes the
 contender's keyword arguments and returns a `Task`. `python bench/benchlib.py --worker` is the
@@ -22,6 +27,8 @@ import sys
 import tempfile
 import time
 from typing import Callable
+
+import numpy as np
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
@@ -45,6 +52,7 @@ class Contender:
     kwargs: dict = dataclasses.field(default_factory=dict)
     env: dict = dataclasses.field(default_factory=dict)
     warmup: int = 2  # untimed calls after the first (tracing) one, before any round
+    about: str = ''  # what it does (fusion, layout, threads, compilation), for the JSON
 
 
 def summary(values, digits=3):
@@ -54,6 +62,25 @@ def summary(values, digits=3):
     median = (values[(n - 1) // 2] + values[n // 2]) / 2
     return {'median': round(median, digits), 'min': round(values[0], digits),
             'max': round(values[-1], digits), 'n': n}
+
+
+def median_interval(values, level=0.95, resamples=10000, seed=0):
+    """Percentile-bootstrap confidence interval of the median of `values`: the central `level`
+    of the medians of `resamples` samples drawn with replacement (seeded: the same figures give
+    the same interval). Rounds of a shared machine are not normally distributed (a busy round
+    is an outlier), hence the median and a bootstrap rather than a mean and a t-interval."""
+    values = np.asarray(values, dtype=float)
+    draws = np.random.default_rng(seed).choice(values, (resamples, len(values)))
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(np.median(draws, axis=1), [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def verdict(low, high):
+    """A ratio's verdict from its confidence interval: a 'tie' when the interval holds 1."""
+    if low <= 1 <= high:
+        return 'tie'
+    return 'faster' if low > 1 else 'slower'
 
 
 def spread(figure, unit=''):
@@ -153,9 +180,22 @@ class Worker:
         self.log.close()
 
 
+def round_order(contenders, number):
+    """The turns of round `number` (from 1): forward in odd rounds, backward in even ones
+    (AB BA AB ...), so a drift within a round (the machine getting busier, a worker's caches
+    going cold while it waits) does not always favour the same contender."""
+    return list(contenders) if number % 2 else list(contenders)[::-1]
+
+
+def load_average():
+    """The 1-, 5- and 15-minute load averages (runnable threads, ours included)."""
+    return [round(load, 2) for load in os.getloadavg()]
+
+
 def alternate(contenders, rounds, calls, warm=0):
-    """Run `rounds` rounds; in each, every contender in turn makes `warm` untimed then `calls`
-    timed calls. Returns {name: {...}} with per-round images/s, CPU cores used, and the median.
+    """Run `rounds` rounds; in each, every contender in turn (`round_order`) makes `warm`
+    untimed then `calls` timed calls. Returns {name: {...}} with per-round images/s, CPU cores
+    used, its turn in the round, the load averages before and after its turn, and the median.
 
     Workers are started one after the other (building a model is timed apart and not in any
     figure), so the first step's tracing of one never overlaps another's rounds.
@@ -165,16 +205,21 @@ def alternate(contenders, rounds, calls, warm=0):
         for contender in contenders:
             workers.append(Worker(contender))
             ready = workers[-1].receive()
-            results[contender.name] = dict(ready, rates=[], cores=[], round_seconds=[])
+            results[contender.name] = dict(ready, about=contender.about, rates=[], cores=[],
+                                           round_seconds=[], turns=[], load_before=[],
+                                           load_after=[])
         for number in range(1, rounds + 1):
-            for worker in workers:
+            for turn, worker in enumerate(round_order(workers, number), 1):
+                result = results[worker.contender.name]
+                result['load_before'].append(load_average())
                 worker.send({'calls': calls, 'warm': warm})
                 timing = worker.receive()
-                result = results[worker.contender.name]
+                result['load_after'].append(load_average())
                 wall = sum(timing['wall'])
                 result['rates'].append(result['images'] * calls / wall)
                 result['cores'].append(sum(timing['cpu']) / wall)
                 result['round_seconds'].append(round(wall, 3))
+                result['turns'].append(turn)
             print(f'round {number}/{rounds}: ' + ', '.join(
                 f'{name} {result["rates"][-1]:.4g} img/s' for name, result in results.items()),
                 file=sys.stderr, flush=True)
@@ -190,9 +235,12 @@ def alternate(contenders, rounds, calls, warm=0):
 
 
 def ratio(results, numerator, denominator):
-    """Per-round ratio of two contenders' images/s (they ran back to back), summarised."""
-    return summary([a / b for a, b in zip(results[numerator]['rates'],
-                                          results[denominator]['rates'])])
+    """Per-round ratio of two contenders' images/s (they ran back to back), summarised, with
+    the bootstrap 95% interval of its median and the verdict for the numerator."""
+    ratios = [a / b for a, b in zip(results[numerator]['rates'], results[denominator]['rates'])]
+    low, high = median_interval(ratios)
+    return dict(summary(ratios), ci95=[round(low, 3), round(high, 3)],
+                verdict=verdict(low, high))
 
 
 def peer_ratios(results):

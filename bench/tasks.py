@@ -147,13 +147,35 @@ def training_task(csv, image_root, model_name='resnet_v1_50', height=256, width=
 # fault its pages in again, which is slow in this VM).
 TUNED_TORCH_ENV = {'OMP_WAIT_POLICY': 'PASSIVE', 'MALLOC_MMAP_THRESHOLD_': str(2 ** 32),
                    'MALLOC_TRIM_THRESHOLD_': str(2 ** 32)}
+TUNED = ('channels-last (NHWC) tensors, 2 OpenMP threads that sleep while they wait '
+         '(OMP_WAIT_POLICY=PASSIVE), glibc keeping freed memory (MALLOC_*_THRESHOLD_=2^32)')
+
+# name: (task keyword arguments, environment, what it does)
+TORCH_VARIANTS = {
+    'pytorch': ({}, {}, 'PyTorch as peers run it: its defaults, eager, NCHW tensors, batch '
+                'norms apart, 2 OpenMP threads with the default wait policy (they spin at '
+                'every barrier: on 2 shared vCPUs a ratio against it mostly measures that '
+                'spinning)'),
+    'pytorch_tuned': (dict(channels_last=True), TUNED_TORCH_ENV,
+                      'PyTorch tuned: eager, batch norms apart, ' + TUNED),
+}
+# Inference only: the batch norms folded into the convolutions (torch_reid.folded).
+FOLDED_TORCH_VARIANTS = {
+    'pytorch_fx': (dict(channels_last=True, fold='fx'), TUNED_TORCH_ENV,
+                   "PyTorch, batch norms folded by torch.fx's fuse, eager, " + TUNED),
+    'pytorch_jit_freeze': (dict(channels_last=True, fold='jit_freeze'), TUNED_TORCH_ENV,
+                           'PyTorch, traced and frozen by TorchScript (torch.jit.freeze: batch '
+                           'norms folded, convolution + ReLU fused), ' + TUNED),
+    'pytorch_compile': (dict(channels_last=True, fold='compile'), TUNED_TORCH_ENV,
+                        'PyTorch, torch.compile (Inductor, C++ kernels built for this CPU) with '
+                        'freezing (batch norms folded, weights prepacked for oneDNN), ' + TUNED),
+}
 
 
-def torch_contenders(options, factory, **kwargs):
-    """PyTorch as a peer runs it ('pytorch') and as tuned here ('pytorch_tuned'), as asked."""
+def torch_contenders(options, factory, variants=None, **kwargs):
+    """The PyTorch contenders of `variants` (default TORCH_VARIANTS) named in --torch."""
     if options.no_torch or not benchlib.torch_available():
         return []
-    variants = {'pytorch': ({}, {}),
-                'pytorch_tuned': (dict(channels_last=True), TUNED_TORCH_ENV)}
-    return [Contender(name, factory, dict(kwargs, **extra), env, warmup=options.warmup)
-            for name, (extra, env) in variants.items() if name in options.torch]
+    return [Contender(name, factory, dict(kwargs, **extra), env, options.warmup, about)
+            for name, (extra, env, about) in (variants or TORCH_VARIANTS).items()
+            if name in options.torch]

@@ -16,6 +16,7 @@ hand because torchvision's wheel does not import next to the local torch:
   cropped with Pillow in a DataLoader process, NCHW float32, as torchvision's transforms do.
 """
 import os
+import time
 
 import numpy as np
 import torch
@@ -158,18 +159,54 @@ def training_task(csv, image_root, batch_p=18, batch_k=4, height=256, width=128,
     return Task(step, batch_p * batch_k, info={'torch_threads': torch.get_num_threads()})
 
 
+def folded(model, images, fold):
+    """The eval-mode `model` as tuned inference runs it, batch norms folded into the
+    convolutions (and the head's linear layer) before them (`fold`):
+
+    - 'fx': torch.fx's `fuse` (folded weights, in the model's memory format; still eager);
+    - 'jit_freeze': traced by TorchScript and frozen (`torch.jit.freeze`: weights become
+      constants, batch norms are folded, oneDNN fusions of convolution and ReLU);
+    - 'compile': `torch.compile` (Inductor: C++ kernels compiled for this CPU for the
+      element-wise work) with Inductor's freezing (batch norms folded, convolution weights
+      prepacked for oneDNN); it compiles on the first call.
+    """
+    if fold == 'fx':
+        from torch.fx.experimental.optimization import fuse
+        return fuse(model)
+    if fold == 'jit_freeze':
+        with torch.no_grad():
+            return torch.jit.freeze(torch.jit.trace(model, images))
+    from torch._inductor import config
+    config.freezing = True
+    return torch.compile(model)
+
+
 def inference_task(batch=64, height=256, width=128, layout='slim', threads=2,
-                   channels_last=False):
-    """Embeddings of one fixed batch, in eval mode without autograd (what embedding runs)."""
+                   channels_last=False, fold=None):
+    """Embeddings of one fixed batch, in eval mode under `torch.inference_mode()` (what
+    embedding runs); `fold`: eager with batch norms apart (None) or folded (see `folded`). A
+    folded model's first call (compilation included) is made here, to compare its embeddings
+    with the eager model's: `info['relative_difference']`, the largest difference over the
+    largest entry; `info['fold_seconds']`: folding and that first call (tracing, compiling)."""
     torch.set_num_threads(threads)
     model = to_format(TriNet(layout).eval(), channels_last)
     images = to_format(torch.rand(batch, 3, height, width) * 255, channels_last)
+    info = {'torch_threads': torch.get_num_threads()}
+    if fold:
+        with torch.inference_mode():
+            eager = model(images)
+        began = time.perf_counter()
+        model = folded(model, images, fold)
+        with torch.inference_mode():
+            difference = (model(images) - eager).abs().max() / eager.abs().max()
+        info.update(relative_difference=float(difference),
+                    fold_seconds=round(time.perf_counter() - began, 1))
 
     def forward():
         with torch.inference_mode():
             return model(images).sum().item()
 
-    return Task(forward, batch)
+    return Task(forward, batch, info)
 
 
 def training_flops(height=256, width=128, batch=72, layout='slim'):

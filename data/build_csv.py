@@ -10,8 +10,9 @@ Usage (from the repository root; `python data/build_csv.py ...` works too):
     python -m data.build_csv veri DATASET_ROOT OUTPUT_DIR
     python -m data.build_csv vehicleid DATASET_ROOT OUTPUT_DIR
     python -m data.build_csv merge OUTPUT_CSV --source NAME CSV IMAGE_ROOT ... [--image_root DIR]
-    python -m data.build_csv folders ROOT OUTPUT_CSV
+    python -m data.build_csv folders ROOT OUTPUT_CSV [--camera_pattern REGEX]
     python -m data.build_csv pattern ROOT OUTPUT_CSV --pattern REGEX
+    python -m data.build_csv holdout TRAIN_CSV OUTPUT_DIR --identities N [--seed S]
 
 `market1501` and `duke` write `<prefix>_train.csv`, `<prefix>_query.csv` and `<prefix>_test.csv`
 exactly as the official repository's `data/` CSVs: the identity as it stands in the file name
@@ -27,11 +28,18 @@ the camera column where the dataset has cameras, and print per CSV the numbers o
 identities, cameras (and tracklets) to compare with the published statistics. `merge` joins
 several CSVs into one training set, identities prefixed by the dataset's name.
 
-`folders` takes one sub-folder of ROOT per identity (images may sit deeper inside it).
+`folders` takes one sub-folder of ROOT per identity (images may sit deeper inside it), and with
+`--camera_pattern` the camera from the named group `camera` of a regular expression searched in
+each path as `pattern` does, e.g. `--camera_pattern '_c(?P<camera>\\d+)'`.
 `pattern` takes the identity, and optionally the camera (then written as the third column), from
 the named groups `identity` and `camera` of REGEX, searched (`re.search`, so anchor it with `^`/`$`
 where needed) in each image's path relative to ROOT with `/` separators, e.g.
 `--pattern '^(?P<identity>[^/]+)/cam(?P<camera>\\d+)_'`.
+
+`holdout` carves a validation split from a training CSV (data/holdout.py): N identities drawn
+with the seed leave it, one image per camera of each becomes a validation query and the others
+its gallery; it writes `<prefix>_train.csv` (the rest, to train on), `<prefix>_query.csv` and
+`<prefix>_gallery.csv`, e.g. for `tune_reranking.py`.
 
 Hidden files and folders (names starting with `.`) are ignored. Nothing is overwritten unless
 `--overwrite` is given; `--check_images` decodes every image first and refuses unreadable ones.
@@ -44,13 +52,14 @@ if __package__ in (None, ''):  # run as `python data/build_csv.py`: the clone's 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data.builders import (build_duke, build_folders, build_market1501, build_pattern,
-                           compile_pattern)
+                           compile_camera_pattern, compile_pattern)
 from data.cuhk03 import BOXES, build_cuhk03_classic, build_cuhk03np
+from data.holdout import build_holdout
 from data.mars import build_mars
 from data.merge import build_merged
 from data.msmt17 import build_msmt17
 from data.vehicles import build_vehicleid, build_veri
-from tripletreid.cli import ArgumentParser, positive_int, run
+from tripletreid.cli import ArgumentParser, nonnegative_int, positive_int, run
 from tripletreid.errors import InputError
 
 
@@ -104,7 +113,7 @@ def parse_args(argv=None):
              'OUTPUT_DIR/cuhk03_<boxes>_images; the CSV paths are relative to it)')
     sub = commands.add_parser('merge', parents=[common],
                               help='one training CSV from several datasets\' CSVs')
-    sub.add_argument('output_csv')
+    sub.add_argument('output_csv', help='the CSV to write')
     sub.add_argument('--source', nargs=3, action='append', required=True,
                      metavar=('NAME', 'CSV', 'IMAGE_ROOT'),
                      help='a dataset: its name (the prefix of its identities), its CSV and the '
@@ -113,20 +122,43 @@ def parse_args(argv=None):
                      help='write paths relative to DIR (train with --image_root DIR); by '
                           'default they are absolute')
     sub = commands.add_parser('folders', parents=[common], help='one sub-folder per identity')
-    sub.add_argument('root')
-    sub.add_argument('output_csv')
+    sub.add_argument('root', help='the folder holding one sub-folder of images per identity '
+                                  '(named by the identity)')
+    sub.add_argument('output_csv', help='the CSV to write')
+    sub.add_argument('--camera_pattern', metavar='REGEX',
+                     help='regex with the named group `camera`, searched in the path relative '
+                          'to ROOT (`/` separators), e.g. "_c(?P<camera>\\d+)"; the camera '
+                          'becomes the third column')
     sub = commands.add_parser('pattern', parents=[common],
                               help='identity (and camera) from a regular expression on the path')
-    sub.add_argument('root')
-    sub.add_argument('output_csv')
+    sub.add_argument('root', help='the folder searched (recursively) for images')
+    sub.add_argument('output_csv', help='the CSV to write')
     sub.add_argument('--pattern', required=True,
                      help='regex with the named group `identity` and optionally `camera`, '
                           'searched in the path relative to ROOT (`/` separators)')
+    sub = commands.add_parser('holdout', help='a validation split carved from a training CSV',
+                              description='Hold out identities of a training CSV as validation '
+                                          'queries and gallery (see data/holdout.py).')
+    sub.add_argument('train_csv', help='the training CSV (identity,path[,camera])')
+    sub.add_argument('output_dir', help='where the CSVs are written')
+    sub.add_argument('--identities', type=positive_int, required=True, metavar='N',
+                     help='how many identities to hold out')
+    sub.add_argument('--seed', type=nonnegative_int, default=0,
+                     help='seed of the draw of identities and queries (default: %(default)s)')
+    sub.add_argument('--prefix', default='holdout',
+                     help='the CSVs are <prefix>_{train,query,gallery}.csv (default: '
+                          '%(default)s)')
+    sub.add_argument('--overwrite', action='store_true',
+                     help='replace existing CSVs instead of refusing')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.command == 'holdout':
+        build_holdout(args.train_csv, args.output_dir, args.identities, args.seed, args.prefix,
+                      args.overwrite)
+        return
     options = dict(overwrite=args.overwrite, check=args.check_images, threads=args.threads,
                    skip_unmatched=args.skip_unmatched)
     simple = {'market1501': build_market1501, 'duke': build_duke, 'mars': build_mars,
@@ -147,7 +179,8 @@ def main(argv=None):
         del options['skip_unmatched']
         build_merged(args.output_csv, args.source, args.image_root, **options)
     elif args.command == 'folders':
-        build_folders(args.root, args.output_csv, **options)
+        camera = compile_camera_pattern(args.camera_pattern) if args.camera_pattern else None
+        build_folders(args.root, args.output_csv, camera, **options)
     else:
         build_pattern(args.root, args.output_csv, compile_pattern(args.pattern), **options)
 

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import PIL.Image
 
+from tripletreid import progress
 from tripletreid.cli import named_pattern
 from tripletreid.errors import InputError, cannot_write
 from tripletreid.files import atomic_path, refuse_overwrite
@@ -71,25 +72,34 @@ def compile_pattern(pattern):
     return named_pattern('--pattern', pattern, 'identity')
 
 
-def match_rows(paths, regex, what, skip_unmatched=False):
-    """One `Row` per path from the `identity` (and `camera`) groups of `regex`.
+def compile_camera_pattern(pattern):
+    """Compile a user's `--camera_pattern`, which must name a `camera` group."""
+    return named_pattern('--camera_pattern', pattern, 'camera')
+
+
+def match_rows(paths, regex, what, skip_unmatched=False, camera_regex=None):
+    """One `Row` per path from the `identity` group of `regex`, and the `camera` group of
+    `camera_regex` (default: of `regex`, if it has one), each searched in the path.
 
     A path that does not match, or gives an empty identity or camera, is an error naming it
     (`what` says where the paths are), or with `skip_unmatched` a warning: never silently lost.
     """
     rows, unmatched = [], []
-    has_camera = 'camera' in regex.groupindex
-    required = ('identity', 'camera') if has_camera else ('identity',)
+    if camera_regex is None and 'camera' in regex.groupindex:
+        camera_regex = regex
     for path in paths:
         match = regex.search(path)
-        if match and all(match.group(group) for group in required):
-            rows.append(Row(match.group('identity'), path,
-                            match.group('camera') if has_camera else None))
+        camera = match if camera_regex is regex else camera_regex and camera_regex.search(path)
+        if match and match.group('identity') and (camera_regex is None or (
+                camera and camera.group('camera'))):
+            rows.append(Row(match.group('identity'), path, camera and camera.group('camera')))
         else:
             unmatched.append(path)
     if unmatched:
+        patterns = ' and '.join(f'`{r.pattern}`' for r in dict.fromkeys((regex, camera_regex))
+                                if r is not None)
         message = (f'{what}: {len(unmatched)} of {len(paths)} image(s) do not match '
-                   f'`{regex.pattern}`: {_names(unmatched)}')
+                   f'{patterns}: {_names(unmatched)}')
         if not rows:
             raise InputError(message + '; no image gives an identity')
         if not skip_unmatched:
@@ -111,8 +121,13 @@ def undecodable(root, paths, threads=8):
             return True
         return False
 
+    bar = progress.bar(len(paths), f'Checking the images of {root}')
+    failed = []
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        failed = list(pool.map(fails, paths))
+        for bad in pool.map(fails, paths):
+            failed.append(bad)
+            bar.update()
+    bar.close()
     return [path for path, bad in zip(paths, failed) if bad]
 
 
@@ -141,14 +156,20 @@ def write_csv(path, rows, with_camera):
             writer.writerows(row[:width] for row in rows)
 
 
+def counted(count, singular, plural=None):
+    """`1 identity`, `2 identities`: a count and its noun."""
+    return f'{count} {singular if count == 1 else plural or singular + "s"}'
+
+
 def summary(path, rows):
     """The one-line report of a written CSV."""
-    identities = len({row.identity for row in rows})
+    identities = counted(len({row.identity for row in rows}), 'identity', 'identities')
     cameras = {row.camera for row in rows} - {None}
-    camera_text = f', {len(cameras)} cameras' if cameras else ', no camera information'
+    camera_text = f', {counted(len(cameras), "camera")}' if cameras else \
+        ', no camera information'
     tracklets = {row.tracklet for row in rows} - {None}
-    tracklet_text = f', {len(tracklets)} tracklets' if tracklets else ''
-    return f'{path}: {len(rows)} rows, {identities} identities{camera_text}{tracklet_text}'
+    tracklet_text = f', {counted(len(tracklets), "tracklet")}' if tracklets else ''
+    return f'{path}: {counted(len(rows), "row")}, {identities}{camera_text}{tracklet_text}'
 
 
 def finish(outputs, check, threads):
@@ -270,22 +291,24 @@ def build_duke(dataset_root, output_dir, **options):
     return build_splits(dataset_root, output_dir, 'dukeMTMC', DUKE_NAME, **options)
 
 
-def build_pattern(root, output_csv, regex, overwrite=False, check=False, threads=8,
-                  skip_unmatched=False):
-    """Write one CSV of all images below `root`, identities (and cameras) taken by `regex`.
+def build_pattern(root, output_csv, regex, camera_regex=None, overwrite=False, check=False,
+                  threads=8, skip_unmatched=False):
+    """Write one CSV of all images below `root`, identities (and cameras) taken by `regex`
+    (cameras by `camera_regex` if given; see `match_rows`).
 
-    Returns the rows; the camera column is written exactly when `regex` has a `camera` group.
+    Returns the rows; the camera column is written exactly when there is a `camera` group.
     """
     if not overwrite:
         refuse_overwrite(output_csv)
-    rows = match_rows(list_images(root), regex, root, skip_unmatched)
-    outputs = [(output_csv, root, rows, 'camera' in regex.groupindex)]
-    return finish(outputs, check, threads)[output_csv]
+    rows = match_rows(list_images(root), regex, root, skip_unmatched, camera_regex)
+    with_camera = camera_regex is not None or 'camera' in regex.groupindex
+    return finish([(output_csv, root, rows, with_camera)], check, threads)[output_csv]
 
 
-def build_folders(root, output_csv, **options):
-    """One CSV from one sub-folder per identity (the folder name) below `root`.
+def build_folders(root, output_csv, camera_regex=None, **options):
+    """One CSV from one sub-folder per identity (the folder name) below `root`, cameras from
+    `camera_regex` (`--camera_pattern`) if given.
 
     Images lying directly in `root` belong to no identity and count as unmatched.
     """
-    return build_pattern(root, output_csv, FOLDER_PATH, **options)
+    return build_pattern(root, output_csv, FOLDER_PATH, camera_regex, **options)

@@ -73,6 +73,10 @@ class SameCameraExcluder(Excluder):
         """Which images never count; none by default."""
         return np.zeros(len(keys), dtype=bool)
 
+    def cameras(self, dataset):
+        """Each image's camera as text (for pictures): the number its key holds."""
+        return self.keys(dataset)[:, 1].astype(str)
+
     def __call__(self, query_keys):
         same_identity = query_keys[:, None, 0] == self.gallery_keys[None, :, 0]
         same_camera = query_keys[:, None, 1] == self.gallery_keys[None, :, 1]

@@ -24,14 +24,15 @@ class CameraExcluder(SameCameraExcluder):
     def __init__(self, gallery, camera_pattern=None):
         self.pattern = None if camera_pattern is None else compile_camera_pattern(camera_pattern)
         self.pid_vocabulary = np.unique(gallery.pids)
-        self.camera_vocabulary = np.unique(self._cameras(gallery))
+        self.camera_vocabulary = np.unique(self.cameras(gallery))
         super().__init__(gallery)
 
     def keys(self, dataset):
         return np.stack([encode(dataset.pids, self.pid_vocabulary),
-                         encode(self._cameras(dataset), self.camera_vocabulary)], axis=1)
+                         encode(self.cameras(dataset), self.camera_vocabulary)], axis=1)
 
-    def _cameras(self, dataset):
+    def cameras(self, dataset):
+        """Each image's camera as the CSV or --camera_pattern gives it (keys hold codes)."""
         if self.pattern is not None:
             hint = f'--camera_pattern {self.pattern.pattern!r} finds no camera in it'
             return parse_file_names(dataset, self.pattern, hint, basename=False)['camera']

@@ -12,6 +12,10 @@ NETS = Registry({
     'mobilenet_v1_1_224': 'nets.mobilenet_v1:build',
     'lunet': 'nets.lunet:build',
     'resnet50': 'nets.keras_resnet50:build',
+    'osnet_x0_25': 'nets.osnet:osnet_x0_25',
+    'osnet_x0_5': 'nets.osnet:osnet_x0_5',
+    'osnet_x0_75': 'nets.osnet:osnet_x0_75',
+    'osnet_x1_0': 'nets.osnet:osnet_x1_0',
 })
 
 # Backbones whose builder reads its weights file itself (Keras Applications' own loader).

@@ -22,8 +22,16 @@ def write_csv(folder, path, prefix=''):
 
 def option_flags(iterations):
     """train.py flags of the Bag-of-Tricks options, in three groups, at their proportions of
-    the baseline's schedule (`strong_baseline_train.sh`)."""
+    the baseline's schedule (`strong_baseline_train.sh`), and of the identity losses of the
+    neighbouring projects, each with its paper's settings (issue 21): the plain softmax ID
+    loss, DCE (softmax ID + verification loss), ArcFace and CosFace."""
     return {
+        'softmax': ['--id_loss_weight', '1'],
+        'dce': ['--id_loss_weight', '1', '--verification_loss_weight', '1'],
+        'arcface': ['--id_loss_weight', '1', '--id_loss', 'arcface', '--id_scale', '30',
+                    '--id_margin', '0.5'],
+        'cosface': ['--id_loss_weight', '1', '--id_loss', 'cosface', '--id_scale', '30',
+                    '--id_margin', '0.35'],
         'losses': ['--head_name', 'bnneck', '--embedding_dim', '256', '--margin', '0.3',
                    '--id_loss_weight', '1', '--label_smoothing', '0.1',
                    '--center_loss_weight', '0.0005'],
@@ -35,7 +43,8 @@ def option_flags(iterations):
 
 
 RECIPES = {'official': [], 'strong': ['losses', 'erasing', 'schedule'], 'losses': ['losses'],
-           'erasing': ['erasing'], 'schedule': ['schedule']}
+           'erasing': ['erasing'], 'schedule': ['schedule'], 'softmax': ['softmax'],
+           'dce': ['dce'], 'arcface': ['arcface'], 'cosface': ['cosface']}
 
 
 def recipe_flags(recipe, iterations):
@@ -48,7 +57,9 @@ def recipe_flags(recipe, iterations):
 
 
 def train_lunet(data, output, iterations, size=(64, 32), batch_p=18, batch_k=4, seed=0,
-                threads=2, recipe='official'):
+                threads=2, recipe='official', extra_flags=()):
+    """Train lunet on `train/` into `output`/experiment with `recipe` and any `extra_flags`
+    of train.py (given last, so they win), e.g. `--mixed_precision mixed_bfloat16`."""
     experiment = os.path.join(output, 'experiment')
     height, width = size
     training.run_flags(['--experiment_root', experiment,
@@ -62,8 +73,16 @@ def train_lunet(data, output, iterations, size=(64, 32), batch_p=18, batch_k=4, 
                 str(width * 9 // 8), '--flip_augment', '--crop_augment',
                 '--learning_rate', '1e-3', '--train_iterations', str(iterations),
                 '--checkpoint_frequency', '0', '--loading_threads', str(threads),
-                '--seed', str(seed)])
+                '--seed', str(seed), *extra_flags])
     return experiment
+
+
+def embed_views(experiment, dataset, image_root, checkpoint, threads=2):
+    """float64 embeddings of a CSV `Dataset`: the mean of the flip and centre-crop views."""
+    emb_aug = inference.embed_dataset(experiment, dataset, image_root,
+                                      inference.Views(flip=True, crop='center'), checkpoint,
+                                      loading_threads=threads)
+    return inference.aggregate(emb_aug, 'mean').astype('float64')
 
 
 def evaluate_val(data, output, experiment, checkpoint, threads=2, normalize=False):
@@ -71,10 +90,7 @@ def evaluate_val(data, output, experiment, checkpoint, threads=2, normalize=Fals
     of the unit-length embeddings with `normalize`."""
     csv_path = write_csv(os.path.join(data, 'val'), os.path.join(output, 'val.csv'), 'v')
     dataset = read_csv(csv_path)
-    emb_aug = inference.embed_dataset(experiment, dataset, os.path.join(data, 'val'),
-                                      inference.Views(flip=True, crop='center'), checkpoint,
-                                      loading_threads=threads)
-    embs = inference.aggregate(emb_aug, 'mean').astype('float64')
+    embs = embed_views(experiment, dataset, os.path.join(data, 'val'), checkpoint, threads)
     if normalize:
         embs = metrics.unit_rows(embs)
     return evaluation.evaluate_embeddings(embs, embs, dataset, dataset,

@@ -15,6 +15,9 @@ options at their proportions of the schedule (`strong_baseline_train.sh`): `loss
 lunet's 256-D feature, label-smoothed ID loss, center loss, 0.3 margin), `erasing` (random
 erasing 0.5) and `schedule` (warm-up over the first 1/12 of the steps, x0.1 drops at 1/3 and
 7/12, weight decay); `--recipe losses`, `erasing` or `schedule` adds one group alone.
+`--recipe softmax`, `dce`, `arcface` or `cosface` adds one identity loss to the official recipe:
+the plain softmax ID loss, DCE's ID + verification losses, ArcFace (s 30, m 0.5) or CosFace
+(s 30, m 0.35), each of weight 1.
 """
 import argparse
 import json

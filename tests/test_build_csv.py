@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tripletreid.csv_dataset import read_csv
+from tripletreid.errors import InputError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,9 +69,11 @@ def read_text(path):
 
 
 def assert_refused(result, *words):
-    """Exit code 2 and one line on stderr without a traceback, holding `words`."""
+    """Exit code 2 and one line on stderr without a traceback, holding `words` (after the
+    progress lines of --check_images, if any)."""
     assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
+    lines = [line for line in result.stderr.strip().splitlines()
+             if not line.startswith('Checking the images of ')]
     assert len(lines) == 1 and 'Traceback' not in result.stderr, result.stderr
     assert lines[0].startswith('build_csv.py: error: ')
     for word in words:
@@ -206,3 +209,41 @@ def test_refuses_truncated_jpeg(tmp_path):
     (root / 'ann' / 'half.jpg').write_bytes(data.tobytes()[:len(data) // 2])
     result = run('folders', root, tmp_path / 'out.csv', '--check_images')
     assert_refused(result, '1 of 2', 'ann/half.jpg')
+
+
+def test_folders_take_the_camera_from_the_file_name(tmp_path, capsys):
+    from data import build_csv
+    root = make_files(tmp_path / 'people', {'ann': ['x_c1_1.jpg', 'x_c2_2.jpg'],
+                                            'bob': ['y_c2_1.jpg']})
+    build_csv.main(['folders', root, str(tmp_path / 'out.csv'),
+                    '--camera_pattern', r'_c(?P<camera>\d+)_'])
+    assert read_text(tmp_path / 'out.csv') == ('ann,ann/x_c1_1.jpg,1\n'
+                                               'ann,ann/x_c2_2.jpg,2\n'
+                                               'bob,bob/y_c2_1.jpg,2\n')
+    assert '3 rows, 2 identities, 2 cameras' in capsys.readouterr().out
+    (tmp_path / 'people' / 'bob' / 'no_camera.jpg').write_bytes(b'')
+    with pytest.raises(InputError, match=r'1 of 4 image\(s\) do not match `\^\(\?P<identity>'
+                                         r'\[\^/\]\+\)/` and `_c\(\?P<camera>.*bob/no_camera'):
+        build_csv.main(['folders', root, str(tmp_path / 'again.csv'),
+                        '--camera_pattern', r'_c(?P<camera>\d+)_'])
+    with pytest.raises(InputError, match='--camera_pattern .*camera'):
+        build_csv.main(['folders', root, str(tmp_path / 'again.csv'), '--camera_pattern', 'c'])
+
+
+def test_summary_counts_in_the_singular_and_the_plural(tmp_path, capsys):
+    from data import build_csv
+    root = make_files(tmp_path / 'people', {'bob': ['a_c1.jpg']})
+    build_csv.main(['folders', root, str(tmp_path / 'out.csv'), '--camera_pattern',
+                    r'_c(?P<camera>\d)'])
+    assert capsys.readouterr().out.strip().endswith('out.csv: 1 row, 1 identity, 1 camera')
+
+
+def test_every_positional_argument_has_help(capsys):
+    from data import build_csv
+    for command in ('folders', 'pattern', 'merge', 'market1501'):
+        with pytest.raises(SystemExit):
+            build_csv.main([command, '--help'])
+        usage = capsys.readouterr().out
+        positionals = usage.split('positional arguments:')[1].split('options:')[0]
+        lines = [line for line in positionals.splitlines() if line.strip()]
+        assert all(len(line.split()) > 1 for line in lines), usage  # a name and its help

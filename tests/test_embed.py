@@ -82,6 +82,31 @@ def test_center_and_avgpool(experiment):
                                rtol=1e-5)
 
 
+def test_embedding_counts_images_not_views(experiment, capsys):
+    from tripletreid import experiment as experiments, inference
+    root, csv_path, folder, model = experiment
+    spec, _ = experiments.read_experiment(root)
+    names = [line.split(',')[1].strip() for line in open(csv_path)]
+    paths = [os.path.join(folder, name) for name in names]
+    emb = inference.embed(model, paths, spec, inference.Views(flip=True, crop='five'),
+                          batch_size=7)
+    assert emb.shape[:2] == (10, len(paths))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith(f'Embedding (10 views each): {len(paths)}/{len(paths)} images')
+
+
+def test_crop_warning_names_the_flag_that_fixes_it(capsys):
+    from tripletreid import inference
+    inference.check_views(inference.Views(flip=True), 'mean', trained_crop=True)
+    warning = capsys.readouterr().err
+    assert 'add --crop_augment five' in warning and '+14 mAP' in warning
+    inference.check_views(inference.Views(crop='center'), None, trained_crop=False)
+    assert 'leave out --crop_augment' in capsys.readouterr().err
+    inference.check_views(inference.Views(flip=True, crop='five'), 'mean', trained_crop=True)
+    inference.check_views(inference.Views(), None, trained_crop=False)
+    assert capsys.readouterr().err == ''
+
+
 @pytest.mark.parametrize('flags, message', [
     (['--flip_augment'], 'choose how to combine them with --aggregator'),
     (['--aggregator', 'mean'], '--aggregator needs several views'),

@@ -163,7 +163,7 @@ def test_ranked_lists_leave_out_excluded_entries(tmp_path):
     query_csv, query_h5 = write_case(tmp_path, 'query', MARKET_QUERY)
     gallery_csv, gallery_h5 = write_case(tmp_path, 'gallery', MARKET_GALLERY)
     query, gallery = read_csv(query_csv), read_csv(gallery_csv)
-    ranked, is_match = evaluation.ranked_lists(
+    ranked, is_match, distances = evaluation.ranked_lists(
         evaluation.load_embeddings(query_h5, query),
         evaluation.load_embeddings(gallery_h5, gallery),
         query, gallery, excluders.create('market1501', gallery), 'euclidean', [0, 1])
@@ -172,35 +172,96 @@ def test_ranked_lists_leave_out_excluded_entries(tmp_path):
                                            [0, 1, 4, 6, 5, 7, -1, -1, -1, -1]])
     np.testing.assert_array_equal(is_match[:, :6], [[0, 1, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0]])
     assert not is_match[:, 6:].any()
+    np.testing.assert_array_equal(distances, [[1, 2, 3, 3, 5, 10] + [np.inf] * 4,
+                                              [1, 1, 2, 2, 4, 9] + [np.inf] * 4])
+
+
+CELL_WIDTH = pictures.TILE_SIZE[0] + 2 * (pictures.FRAME + pictures.GAP)
+CELL_HEIGHT = (pictures.TILE_SIZE[1] + 2 * (pictures.FRAME + pictures.GAP)
+               + pictures.CAPTION_LINES * pictures.LINE_HEIGHT)
 
 
 def frame_color(image, row, column):
     """The BGR colour of the frame of cell `column` (0 = the query) in ranked-list `row`."""
-    cell_width = pictures.TILE_SIZE[0] + 2 * (pictures.FRAME + pictures.GAP)
-    cell_height = pictures.TILE_SIZE[1] + 2 * (pictures.FRAME + pictures.GAP)
-    x = column * cell_width + (pictures.QUERY_GAP if column else 0) + pictures.GAP + 1
-    return tuple(image[row * cell_height + cell_height // 2, x])
+    x = column * CELL_WIDTH + (pictures.QUERY_GAP if column else 0) + pictures.GAP + 1
+    return tuple(image[row * CELL_HEIGHT + CELL_HEIGHT // 2, x])
+
+
+def picture_case(tmp_path):
+    """The Market case's images, query and gallery in folders of their own; the flags."""
+    for folder, rows in (('query_images', MARKET_QUERY), ('gallery_images', MARKET_GALLERY)):
+        for _, fid, _ in rows:
+            os.makedirs(tmp_path / folder / os.path.dirname(fid), exist_ok=True)
+            cv2.imwrite(str(tmp_path / folder / fid), np.full((20, 10, 3), 200, np.uint8))
+    return market_args(tmp_path) + [
+        '--picture_dir', str(tmp_path / 'pictures'), '--filename', str(tmp_path / 'out.json'),
+        '--query_image_root', str(tmp_path / 'query_images'),
+        '--gallery_image_root', str(tmp_path / 'gallery_images'),
+        '--picture_queries', '4', '--picture_seed', '0', '--run_name', 'my_run']
 
 
 def test_pictures(tmp_path):
-    for _, fid, _ in MARKET_GALLERY + MARKET_QUERY:
-        os.makedirs(tmp_path / 'images' / os.path.dirname(fid), exist_ok=True)
-        cv2.imwrite(str(tmp_path / 'images' / fid), np.full((20, 10, 3), 200, np.uint8))
-    args = market_args(tmp_path) + ['--picture_dir', str(tmp_path / 'pictures'),
-                                    '--image_root', str(tmp_path / 'images'),
-                                    '--picture_queries', '4', '--picture_seed', '0']
-    result = run(args, tmp_path)
-    assert result.returncode == 0, result.stderr
+    import evaluate
+    evaluate.main(picture_case(tmp_path))
     assert cv2.imread(str(tmp_path / 'pictures' / 'cmc.png')) is not None
     image = cv2.imread(str(tmp_path / 'pictures' / 'ranked_list.png'))
-    cell_width = pictures.TILE_SIZE[0] + 2 * (pictures.FRAME + pictures.GAP)
-    cell_height = pictures.TILE_SIZE[1] + 2 * (pictures.FRAME + pictures.GAP)
-    assert image.shape == (4 * cell_height, 11 * cell_width + pictures.QUERY_GAP, 3)
+    assert image.shape == (4 * CELL_HEIGHT, 11 * CELL_WIDTH + pictures.QUERY_GAP, 3)
     green, red, white = pictures.MATCH_COLOR, pictures.MISS_COLOR, (255, 255, 255)
     # q0's valid order: miss, match, miss, match, miss, miss; q1's: four misses, a match.
     assert [frame_color(image, 0, c) for c in range(8)] == [
         pictures.QUERY_COLOR, red, green, red, green, red, red, white]
     assert [frame_color(image, 1, c) for c in range(1, 7)] == [red, red, red, red, green, red]
+    caption = image[CELL_HEIGHT - pictures.CAPTION_LINES * pictures.LINE_HEIGHT:CELL_HEIGHT,
+                    :CELL_WIDTH]
+    assert (caption < 128).any()  # the query's caption is drawn (dark text on white)
+
+
+def test_ranked_list_captions():
+    # q0 of the Market case at position 0: its valid order g2 g1 g4 g6 g5 g7 at distances
+    # 1 2 3 3 5 10; cameras as the file names say.
+    gallery = pictures.Images([fid for _, fid, _ in MARKET_GALLERY],
+                              [pid for pid, _, _ in MARKET_GALLERY],
+                              ['1', '2', '1', '3', '4', '3', '5', '2'])
+    queries = pictures.Images(['q.jpg'], ['0001'], None)
+    rows = pictures.ranked_captions(queries, gallery, [[2, 1, -1]], [[1.0, 2.5, np.inf]])
+    assert rows == [[['query 0001', 'cam ?'], ['#1 0002', 'cam 1 d 1'],
+                     ['#2 0001', 'cam 2 d 2.5'], []]]
+
+
+def test_cmc_legend_holds_the_run_name_and_the_map(tmp_path, monkeypatch):
+    import evaluate
+    labels = {}
+    monkeypatch.setattr(pictures, 'save_cmc_curve',
+                        lambda curves, path, title: labels.update(curves))
+    evaluate.main(picture_case(tmp_path))
+    assert list(labels) == ['my_run: mAP 35.0%']  # 7/20
+    assert labels['my_run: mAP 35.0%'] == pytest.approx(MARKET_CMC)
+
+
+@pytest.mark.parametrize('flag, folder, fid', [
+    ('--gallery_image_root', 'gallery_images', 'bounding_box_test/0004_c2s1_000008_00.jpg'),
+    ('--query_image_root', 'query_images', 'query/0003_c2s1_000012_00.jpg'),
+])
+def test_a_missing_picture_image_stops_before_any_work(tmp_path, flag, folder, fid):
+    import evaluate
+    args = picture_case(tmp_path)
+    os.remove(tmp_path / folder / fid)
+    with pytest.raises(InputError, match=f'^{flag} .*{folder}: .*{fid} is missing$'):
+        evaluate.main(args)
+    assert os.listdir(tmp_path / 'pictures') == [] and not os.path.exists(tmp_path / 'out.json')
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--picture_dir', 'p', '--query_image_root', '.'],
+     '--query_image_root needs --gallery_image_root'),
+    (['--image_root', '.'], 'add --picture_dir'),
+    (['--run_name', 'mine'], '--run_name names the run in cmc.png; add --picture_dir'),
+])
+def test_picture_flags_that_cannot_work(tmp_path, monkeypatch, flags, message):
+    import evaluate
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=message):
+        evaluate.main(market_args(tmp_path) + flags)
 
 
 def replaced(flag, name, write):
@@ -289,6 +350,20 @@ def test_import_does_not_load_tensorflow():
                             cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == '[]'
+
+
+def test_plain_evaluation_loads_no_scipy_tqdm_or_plotting(tmp_path):
+    # Their imports took a few tenths of a second of evaluate.py's whole run (issue 19);
+    # re-ranking, progress lines and pictures load them when asked for.
+    code = ('import json, sys, evaluate; evaluate.main(json.loads(sys.argv[1])); '
+            'print(sorted({m.split(".")[0] for m in sys.modules} & '
+            '{"scipy", "tqdm", "sklearn", "matplotlib", "cv2"}))')
+    args = market_args(tmp_path) + ['--filename', str(tmp_path / 'result.json')]
+    result = subprocess.run([sys.executable, '-c', code, json.dumps(args)], capture_output=True,
+                            text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == '[]'
+    assert (tmp_path / 'result.json').exists()
 
 
 def test_normalize_ranks_by_angle(tmp_path):

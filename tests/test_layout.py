@@ -16,7 +16,10 @@ SKIPPED_FOLDERS = {'tests', '.git', 'build', 'demo_output', 'experiments', '__py
 BAD_FLAGS = {'train.py': ['--batch_p', 'zero'], 'embed.py': ['--batch_size', 'zero'],
              'evaluate.py': ['--batch_size', 'zero'], 'embed_files.py': ['--batch_size', 'zero'],
              'export.py': ['--format', 'tflite2'], 'import_official.py': ['--embedding_dim', '0'],
-             'demo.py': ['--seed', '-1'], 'data/build_csv.py': ['folders', '--threads', 'zero']}
+             'demo.py': ['--seed', '-1'], 'data/build_csv.py': ['folders', '--threads', 'zero'],
+             'tune_reranking.py': ['--batch_size', 'zero'],
+             'activation_maps.py': ['--count', '0'],
+             'curves.py': ['--experiment_root', '/nonexistent/folder']}
 TOP_SCRIPTS = [script for script in BAD_FLAGS if '/' not in script]
 
 

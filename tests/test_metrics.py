@@ -118,6 +118,44 @@ def test_market_rule_first_rank_and_inp_equal_loop_reference(seed):
         assert scores.inp[i] == pytest.approx(inp, rel=1e-12)
 
 
+def sparse_case(seed, n_query=60, n_gallery=400):
+    """A few matches (~3%) among many entries, most of them beyond a row's last match, as with
+    a real gallery; distances on a 0.01 grid, so exact ties (match with match, match with a
+    non-match, with an excluded entry) occur. Row 0 has no match, row 1 only excluded ones."""
+    rng = np.random.default_rng(seed)
+    matches = rng.random((n_query, n_gallery)) < 0.03
+    distances = np.round(rng.random(matches.shape) * np.where(matches, 3, 10), 2)
+    excluded = rng.random(matches.shape) < 0.1
+    matches[0] = False
+    excluded[1] |= matches[1]
+    return distances, matches, excluded
+
+
+@pytest.mark.parametrize('seed', [6, 7])
+def test_sparse_matches_equal_both_references(seed):
+    distances, matches, excluded = sparse_case(seed)
+    sklearn_scores = metrics.score_queries(distances, matches, excluded, 'sklearn')
+    market_scores = metrics.score_queries(distances, matches, excluded, 'market')
+    ties = 0
+    for i in range(len(distances)):
+        valid = ~excluded[i]
+        reference = loop_reference(distances[i], matches[i], excluded[i])
+        if reference is None:
+            assert i in (0, 1) or not matches[i, valid].any()
+            assert np.isnan(sklearn_scores.ap[i]) and not market_scores.evaluated[i]
+            assert market_scores.first_rank[i] == 0 and np.isnan(market_scores.inp[i])
+            continue
+        ap, first_rank, inp = reference
+        expected = average_precision_score(matches[i, valid], -distances[i, valid])
+        assert sklearn_scores.ap[i] == pytest.approx(expected, rel=1e-12)
+        assert market_scores.ap[i] == pytest.approx(ap, rel=1e-12)
+        assert market_scores.first_rank[i] == sklearn_scores.first_rank[i] == first_rank
+        assert market_scores.inp[i] == pytest.approx(inp, rel=1e-12)
+        match_values = distances[i, matches[i] & valid]
+        ties += np.isin(distances[i, valid & ~matches[i]], match_values).sum()
+    assert ties > 20  # the tie rule was exercised
+
+
 def test_large_tie_groups_are_resolved_in_chunks():
     # 200 queries whose distances are all equal: every match ties with every other entry, so
     # the stable rank is the gallery position; more rows than one tie chunk holds.

@@ -20,7 +20,8 @@ def test_demo_learns_and_leaves_its_pictures(tmp_path):
     # Chance level here is a few percent; training must lift mAP far above it.
     assert scores['untrained']['mAP'] < 0.25
     assert scores['trained']['mAP'] > scores['untrained']['mAP'] + 0.3
-    for picture in ('cmc.png', 'ranked_list.png'):
+    for picture in ('cmc.png', 'ranked_list.png', 'activation_maps.png',
+                    'experiment/training_curves.png'):
         with open(os.path.join(output, picture), 'rb') as f:
             assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 

@@ -75,6 +75,31 @@ def test_jaccard_in_bounded_steps_equals_one_step(monkeypatch):
                                atol=1e-12)
 
 
+@pytest.mark.parametrize('sample', [3, 40, 4096])
+def test_nearest_equals_the_first_of_a_stable_argsort(monkeypatch, sample):
+    # Distances on a coarse grid (ties at the k-th place) and some infinite ones; a small
+    # sample bounds the k-th smallest loosely, the default one takes every entry here.
+    monkeypatch.setattr(reranking, '_SAMPLE', sample)
+    rng = np.random.default_rng(8)
+    distances = np.round(rng.random((30, 500)) * 20)
+    distances[rng.random(distances.shape) < 0.3] = np.inf
+    for k in (1, 7, 21):
+        expected = np.argsort(distances, axis=1, kind='stable')[:, :k]
+        np.testing.assert_array_equal(reranking._nearest(distances, k), expected)
+
+
+def test_building_shows_progress_unless_quiet(capsys):
+    rng = np.random.default_rng(9)
+    query, gallery = rng.standard_normal((10, 3)), rng.standard_normal((40, 3))
+    reranking.KReciprocal(query, gallery, 'euclidean', reranking.RerankOptions(6, 3, 0.3))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and all(line.startswith('Re-ranking') for line in lines)
+    assert '100/100 items' in lines[-1]  # neighbours and encodings of the 50 items
+    reranking.KReciprocal(query, gallery, 'euclidean', reranking.RerankOptions(6, 3, 0.3),
+                          quiet=True)
+    assert capsys.readouterr().err == ''
+
+
 def test_lambda_one_keeps_the_original_ranking():
     rng = np.random.default_rng(6)
     query, gallery = rng.standard_normal((10, 5)), rng.standard_normal((40, 5))

@@ -6,8 +6,8 @@ a checkpoint is being written (sent as soon as its temporary files appear): the 
 stay loadable and `--resume` must pick the newest complete one. Each resume must start from the
 step the interruption left: the clean stop's, or the newest checkpoint whose index is on disk.
 Every random part of training is switched on: flip, crop, random erasing, the sampled triplet
-loss, and the ID and center losses. Midway, the experiment root is moved: it must resume from
-its new place.
+loss, the ID (ArcFace) and center losses, and the verification loss's pairs. Midway, the
+experiment root is moved: it must resume from its new place.
 """
 import glob
 import os
@@ -30,7 +30,8 @@ FLAGS = [*TINY, '--head_name', 'bnneck', '--train_iterations', str(STEPS),
          '--checkpoint_frequency', '2', '--deterministic', '--detailed_logs',
          '--flip_augment', '--crop_augment', '--pre_crop_height', '36', '--pre_crop_width', '18',
          '--random_erasing_prob', '0.5', '--loss', 'batch_sample', '--id_loss_weight', '1',
-         '--label_smoothing', '0.1', '--center_loss_weight', '0.001']
+         '--label_smoothing', '0.1', '--center_loss_weight', '0.001', '--id_loss', 'arcface',
+         '--verification_loss_weight', '1']
 # (signal, the step after whose log line it is sent, the most seconds it waits after that);
 # WRITE: SIGKILL during the first checkpoint write after that step.
 WRITE = 'checkpoint write'
@@ -138,6 +139,7 @@ def test_interrupted_runs_end_bit_identical(tmp_path, colour_dataset):
 
     expected, got = final_state(reference), final_state(root)
     assert sorted(expected) == sorted(got)
+    assert any('verifier' in name for name in expected)  # the verification classifier too
     for name in expected:
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
     assert not [n for n in os.listdir(root) if n.startswith('.checkpoint-')]  # no leftovers

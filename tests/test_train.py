@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, cuhk03_csv
+from conftest import ROOT, cuhk03_csv, write_colour_dataset
+from tripletreid.errors import InputError
 
 LINE = re.compile(r'iter:\s*(\d+), loss min\|avg\|max: [\d.]+\|([\d.]+)\|\s*[\d.]+, '
                   r'batch-p@\d+: ([\d.]+)%')
@@ -163,3 +164,62 @@ def test_detailed_logs_and_tensorboard(tmp_path, colour_dataset):
     assert {'loss', 'batch_top1', 'batch_prec_at_1', 'active_count', 'learning_rate',
             'timings/seconds_per_iteration', 'losses', 'dists/all', 'dists/positive',
             'dists/negative', 'embedding_lengths'} <= tags
+
+
+def test_eta_comes_from_a_window_of_steps_after_the_first():
+    from tripletreid.training_logs import Eta
+    eta = Eta(window=3, tracing=2)
+    assert eta.update(100.0, 10) is None  # step 1 ends after 100 s of tracing: no estimate
+    assert eta.update(100.5, 9) is None   # step 2 traced again (0.5 s): the clock starts
+    assert eta.update(101.0, 8) == 4.0    # one step of 0.5 s since, 8 to go
+    assert eta.update(102.0, 7) == 7 * 1.5 / 2
+    assert eta.update(103.0, 6) == 6 * 2.5 / 3
+    assert eta.update(107.0, 5) == 5 * (107 - 101) / 3  # the window forgets step 3's start
+
+
+def test_schedule_warning_and_extension_notes():
+    from tripletreid.experiment import TrainConfig, extended_schedule, schedule_warning
+    short = TrainConfig(experiment_root='e', train_iterations=800)  # decay from 15000
+    assert '15000 is not below --train_iterations 800' in schedule_warning(short)
+    assert '--decay_start_iteration 480' in schedule_warning(short)
+    for fine in (dict(decay_start_iteration=500), dict(decay_start_iteration=-1),
+                 dict(lr_schedule='cosine')):
+        assert schedule_warning(TrainConfig(experiment_root='e', train_iterations=800,
+                                            **fine)) is None
+    assert 'stays constant' in extended_schedule(short, 1000)
+    assert 'constant so far, decays from step 900' in extended_schedule(
+        TrainConfig(experiment_root='e', train_iterations=800, decay_start_iteration=900), 1000)
+    assert 'stretched to reach 0.001x at step 1000 instead of 800' in extended_schedule(
+        TrainConfig(experiment_root='e', train_iterations=800, decay_start_iteration=500), 1000)
+
+
+def test_a_finished_run_is_extended_and_args_json_records_it(tmp_path, capsys):
+    import train
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    csv_path = write_colour_dataset(str(folder))
+    with open(csv_path) as f:  # identity 0 keeps 1 of its 4 images: fewer than K=2
+        rows = f.readlines()[3:]
+    with open(csv_path, 'w') as f:
+        f.writelines(rows)
+    root = str(tmp_path / 'exp')
+    train.main(['--experiment_root', root, '--train_set', csv_path, '--image_root', str(folder),
+                *TINY, '--train_iterations', '4', '--checkpoint_frequency', '0',
+                '--detailed_logs', '--log_every', '3'])
+    first = capsys.readouterr().err
+    assert '1 of 8 identities have fewer than K=2 images' in first
+    assert 'WARNING' in first and '15000 is not below --train_iterations 4' in first
+    assert [int(step) for step in re.findall(r'iter:\s*(\d+)', first)] == [1, 3, 4]
+    # ^ the console: the first, every third and the last step
+    assert [row[0] for row in log_rows(root)] == [1, 2, 3, 4]  # train.log: every step
+
+    with pytest.raises(InputError, match='--extend_to 4 must be above the 4 steps'):
+        train.main(['--experiment_root', root, '--resume', '--extend_to', '4'])
+    train.main(['--experiment_root', root, '--resume', '--extend_to', '6'])
+    second = capsys.readouterr().err
+    assert 'Extending the run from 4 to 6 steps: the learning rate stays constant' in second
+    assert 'Resumed from step 4' in second
+    assert checkpoint_steps(root) == [0, 4, 6]
+    assert [row[0] for row in log_rows(root)] == [1, 2, 3, 4, 5, 6]
+    assert json.load(open(os.path.join(root, 'args.json')))['train_iterations'] == 6
+    assert os.path.getsize(os.path.join(root, 'losses.dat')) == 6 * 8 * 4  # steps x P*K x 4 B

@@ -183,8 +183,10 @@ def explicit_flags(parser, argv=None):
 
 
 def init_logging(log_file=None, level=logging.INFO):
-    """Log to stderr and, if given, append to `log_file` (as the official `train.log`)."""
+    """Log to stderr and, if given, append to `log_file` (as the official `train.log`). A
+    record made with `extra={'console': False}` goes to the file only (train.py --log_every)."""
     handlers = [logging.StreamHandler(sys.stderr)]
+    handlers[0].addFilter(lambda record: getattr(record, 'console', True))
     if log_file:
         try:
             handlers.append(logging.FileHandler(log_file, mode='a'))

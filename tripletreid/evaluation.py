@@ -28,7 +28,7 @@ def load_embeddings(path, dataset):
             if emb.ndim != 2 or emb.shape[1] == 0 or emb.dtype.kind not in 'fiu':
                 raise InputError(f'{path}: `emb` must be N x D numbers, found shape '
                                  f'{emb.shape} of {emb.dtype}')
-            embeddings = emb[()].astype(np.float64)
+            embeddings = emb.astype(np.float64)[()]  # converted as read: no float32 copy
             paths = provenance.stored_paths(f)
     except FileNotFoundError:
         raise InputError(f'{path}: no such file') from None
@@ -44,6 +44,16 @@ def load_embeddings(path, dataset):
         raise InputError(f'{path}: row {bad[0]} holds NaN or infinite values; it is '
                          f'{dataset.fids[bad[0]]} of {dataset.where(bad[0])}{more}')
     return embeddings
+
+
+def load_query_and_gallery(query_path, gallery_path, query, gallery):
+    """The query and gallery embeddings (`load_embeddings`), refused if their sizes differ."""
+    query_embs = load_embeddings(query_path, query)
+    gallery_embs = load_embeddings(gallery_path, gallery)
+    if query_embs.shape[1] != gallery_embs.shape[1]:
+        raise InputError(f'embedding sizes differ: {query_embs.shape[1]} in {query_path}, '
+                         f'{gallery_embs.shape[1]} in {gallery_path}')
+    return query_embs, gallery_embs
 
 
 def evaluate_embeddings(query_embs, gallery_embs, query, gallery, excluder, metric,
@@ -66,6 +76,7 @@ def evaluate_embeddings(query_embs, gallery_embs, query, gallery, excluder, metr
             query_embs, gallery_embs, query, gallery, excluder, metric, batch_size,
             rerank=rerank, query_expansion=query_expansion):
         parts.append(metrics.score_queries(distances, matches, excluded, ap_rule))
+        del distances, matches, excluded  # freed before the next batch is made, not after
         if progress is not None:
             progress(rows.stop, len(query))
     scores = metrics.QueryScores.concatenate(parts)
@@ -96,10 +107,12 @@ def ranked_lists(query_embs, gallery_embs, query, gallery, excluder, metric, row
     (after re-ranking as `evaluate_embeddings` does).
 
     Returns (gallery indices [len(rows), length], -1 where the gallery has fewer valid
-    entries; whether each is a true match).
+    entries; whether each is a true match; their distances, inf where there is none: the
+    metric's (euclidean not squared), or with `rerank` the re-ranked ones).
     """
     ranked = np.full((len(rows), length), -1)
     is_match = np.zeros((len(rows), length), dtype=bool)
+    ranked_distances = np.full((len(rows), length), np.inf)
     for part, distances, matches, excluded in batches(
             query_embs, gallery_embs, query, gallery, excluder, metric, batch_size, rows,
             rerank, query_expansion):
@@ -108,7 +121,11 @@ def ranked_lists(query_embs, gallery_embs, query, gallery, excluder, metric, row
         valid = ~np.take_along_axis(excluded, order, axis=1)
         ranked[part, :order.shape[1]] = np.where(valid, order, -1)
         is_match[part, :order.shape[1]] = valid & np.take_along_axis(matches, order, axis=1)
-    return ranked, is_match
+        ranked_distances[part, :order.shape[1]] = np.where(
+            valid, np.take_along_axis(distances, order, axis=1), np.inf)
+    if metric == 'euclidean' and rerank is None:  # `Distances` gives it squared
+        ranked_distances = np.sqrt(ranked_distances)
+    return ranked, is_match, ranked_distances
 
 
 def batches(query_embs, gallery_embs, query, gallery, excluder, metric, batch_size,

@@ -7,6 +7,7 @@ read and check an experiment's args.json against it. Nothing here imports Tensor
 import argparse
 import dataclasses
 import json
+import math
 import os
 import random
 import sys
@@ -19,13 +20,14 @@ from tripletreid.aggregators import AGGREGATORS
 from tripletreid.curriculum import Curriculum
 from tripletreid.errors import InputError
 from tripletreid.files import write_json
-from tripletreid.losses import LOSSES
+from tripletreid.losses import ID_LOSSES, LOSSES, PAIR_FEATURES
 from tripletreid.metrics import METRICS
 
 STRATEGIES = ('none', 'mirrored', 'multi_worker')
 MIXED_PRECISION = ('none', 'mixed_float16', 'mixed_bfloat16')
 # Flags that describe this invocation rather than the experiment: never taken from args.json.
-PER_RUN = ('experiment_root', 'resume', 'distribution', 'cpu_devices')
+PER_RUN = ('experiment_root', 'resume', 'distribution', 'cpu_devices', 'show_batches',
+           'show_batches_count', 'extend_to', 'log_every')
 
 
 def flag(default=None, help=None, **argparse_options):
@@ -81,8 +83,38 @@ class TrainConfig:
     center_learning_rate: float = flag(
         0.5, 'SGD learning rate of the identity centers of the center loss.',
         type=cli.positive_float)
+    id_loss: str = flag(
+        'softmax', 'The identity loss of --id_loss_weight: `softmax` (the default), or a '
+                   'margin-based softmax on L2-normalised embeddings and classifier weights, '
+                   '`arcface` (Deng et al. 2019: logit s cos(theta + m) for the true identity; '
+                   'cos(theta) - m sin(m) where theta + m would pass pi, as the reference '
+                   'code) or `cosface` (Wang et al. 2018: s (cos(theta) - m)).',
+        choices=sorted(ID_LOSSES))
+    id_scale: float = flag(30.0, 'The scale s of --id_loss arcface and cosface.',
+                           type=cli.positive_float)
+    id_margin: float = flag(
+        0.5, 'The margin m of --id_loss arcface (an angle, radians, below pi; 0.5 in the paper) '
+             'and cosface (a cosine; 0.35 in the paper).', type=cli.nonnegative_float)
+    verification_loss_weight: float = flag(
+        0.0, 'Weight of the verification loss of the identification + verification network '
+             '(DCE, Zheng et al. 2017): in every PK batch, each image is paired with one other '
+             'image of its identity and one of another identity (drawn from --seed and the '
+             'step), and a linear classifier with bias on each pair\'s --verification_pair '
+             'feature of the embeddings (those the ID loss sees; 512-D in the paper: '
+             '--embedding_dim) says same or different, trained with softmax cross-entropy. '
+             'Needs K >= 2; DCE adds it to --id_loss_weight 1. 0, the default, leaves it out.',
+        type=cli.nonnegative_float)
+    verification_pair: str = flag(
+        'product', 'What the verification classifier sees of a pair of embeddings x, y: '
+                   '`product` (x * y, element-wise, the default) or `squared_difference` '
+                   '((x - y)^2, the paper\'s square layer).', choices=sorted(PAIR_FEATURES))
     learning_rate: float = flag(3e-4, type=cli.positive_float)
     train_iterations: int = flag(25000, type=cli.positive_int)
+    extend_to: int = flag(
+        None, 'With --resume: train a run on to step N, above its --train_iterations, which '
+              'args.json then records as N. The learning-rate schedule is that of an N-step '
+              'run from the resume step on (a decay that had started is stretched to end at N, '
+              'so the rate rises; a constant rate stays).', type=cli.positive_int, metavar='N')
     decay_start_iteration: int = flag(
         15000, 'Step at which the exponential decay to 0.001x starts; -1 disables it.', type=int)
     lr_schedule: str = flag(
@@ -119,6 +151,9 @@ class TrainConfig:
         type=cli.probability)
     detailed_logs: bool = flag(
         False, 'Store each step\'s embeddings, losses and file names in memory-mapped arrays.')
+    log_every: int = flag(
+        1, 'Print the step line to the console every N steps (and the first and last); '
+           'train.log and TensorBoard keep every step.', type=cli.positive_int, metavar='N')
     seed: int = flag(
         None, 'Seed of the weights and of every batch; drawn at random (and recorded) if '
               'absent.', type=cli.nonnegative_int)
@@ -158,11 +193,21 @@ class TrainConfig:
                                    type=cli.positive_int)
     curriculum_start_k: int = flag(2, 'Images per identity at the start of the curriculum.',
                                    type=cli.positive_int)
+    show_batches: str = flag(
+        None, 'Do not train: write a PNG grid of the first training batches to this file, as '
+              'the pipeline makes them (P rows of K images, after resizing, flip, crop and '
+              'random erasing, each row labelled with its identity), and exit. Nothing is '
+              'written to the experiment root; with --resume, the flags are the '
+              'experiment\'s.')
+    show_batches_count: int = flag(2, 'How many of the first batches --show_batches draws.',
+                                   type=cli.positive_int)
 
     @property
     def identity_losses(self):
-        """Whether an identity loss (ID or center) trains beside the triplet loss."""
-        return bool(self.id_loss_weight or self.center_loss_weight)
+        """Whether an identity loss (ID, center or verification) trains beside the triplet
+        loss."""
+        return bool(self.id_loss_weight or self.center_loss_weight
+                    or self.verification_loss_weight)
 
     def curriculum(self):
         return Curriculum(self.batch_p, self.batch_k, self.curriculum_steps,
@@ -242,10 +287,13 @@ def resolve(parser, argv=None, chief=True, replicas=1):
             if key in PER_RUN:
                 continue
             if key in given and getattr(args, key) != value:
+                longer = ' (to train longer, give --extend_to N)' * (key == 'train_iterations')
                 print(f'Warning: for `--{key}` the value {value!r} from {args_file} is used, '
-                      f'not the given {getattr(args, key)!r}.', file=sys.stderr)
+                      f'not the given {getattr(args, key)!r}{longer}.', file=sys.stderr)
             setattr(args, key, value)
         config = TrainConfig(**vars(args))
+        if config.extend_to is not None:
+            extend(config, args_file)
         check_divisible(config, replicas)
         return config
     if chief and os.path.isdir(args.experiment_root) and os.listdir(args.experiment_root):
@@ -260,6 +308,49 @@ def resolve(parser, argv=None, chief=True, replicas=1):
                              'draw the same batches')
         config.seed = random.randrange(2 ** 31)
     return config
+
+
+def extend(config, args_file):
+    """`--resume --extend_to N`: raise the run's train_iterations to N (training.run records
+    it in args.json) and say on stderr how the learning rate goes on."""
+    old, new = config.train_iterations, config.extend_to
+    if new <= old:
+        raise InputError(f'--extend_to {new} must be above the {old} steps that {args_file} '
+                         f'records')
+    print(f'Extending the run from {old} to {new} steps: {extended_schedule(config, new)}',
+          file=sys.stderr)
+    config.train_iterations = new
+
+
+def extended_schedule(config, new):
+    """How the learning-rate schedule of `config` (a run of config.train_iterations steps)
+    goes on when the run is extended to `new` steps: it is recomputed for `new` steps."""
+    old, start = config.train_iterations, config.decay_start_iteration
+    if config.lr_schedule == 'paper' and not 0 <= start < new:
+        return f'the learning rate stays constant at {config.learning_rate:g}.'
+    if config.lr_schedule == 'paper' and start >= old:
+        return (f'the learning rate, constant so far, decays from step {start} to 0.001x at '
+                f'step {new}.')
+    if config.lr_schedule == 'paper':
+        return (f'the decay from step {start} is stretched to reach 0.001x at step {new} '
+                f'instead of {old}, so from the resume step on the rate is that of a {new}-step '
+                f'run: higher than where the {old}-step run had brought it.')
+    if config.lr_schedule == 'cosine':
+        return (f'the cosine decay is stretched to reach 0 at step {new} instead of {old}, so '
+                f'the rate rises to that of a {new}-step run at the resume step.')
+    return f'the {config.lr_schedule} schedule is that of a {new}-step run from the resume step on.'
+
+
+def schedule_warning(config):
+    """A warning for a paper schedule whose decay starts at or after the last step (the
+    default 15000 of a short run): the rate then never decays. None otherwise."""
+    start, total = config.decay_start_iteration, config.train_iterations
+    if config.lr_schedule != 'paper' or start < total:
+        return None
+    return (f'--decay_start_iteration {start} is not below --train_iterations {total}: the '
+            f'learning rate never decays. The official recipe decays from 3/5 of the run '
+            f'(15000 of 25000): here --decay_start_iteration {total * 3 // 5}; -1 keeps the '
+            f'rate constant without this warning.')
 
 
 def check_divisible(config, replicas):
@@ -281,6 +372,9 @@ def check_flags(config, given):
         raise InputError('--lr_decay_steps must be increasing')
     if not config.train_set:
         raise InputError('--train_set is required (unless resuming)')
+    if config.extend_to is not None:
+        raise InputError('--extend_to trains an experiment longer: it goes with --resume '
+                         '(a new run gives --train_iterations)')
     if config.crop_augment and (config.pre_crop_height < config.net_input_height
                                 or config.pre_crop_width < config.net_input_width):
         raise InputError('--crop_augment needs --pre_crop_height/width at least '
@@ -294,10 +388,12 @@ def check_flags(config, given):
                          '--random_erasing_area_max')
     if not config.random_erasing_aspect_min:
         raise InputError('--random_erasing_aspect_min must be above 0')
-    for name, needs in (('label_smoothing', 'id_loss_weight'),
-                        ('center_learning_rate', 'center_loss_weight')):
+    for name, needs in (('label_smoothing', 'id_loss_weight'), ('id_loss', 'id_loss_weight'),
+                        ('center_learning_rate', 'center_loss_weight'),
+                        ('verification_pair', 'verification_loss_weight')):
         if name in given and not getattr(config, needs):
             raise InputError(f'--{name} needs --{needs} above 0')
+    check_identity_flags(config, given)
     for size in ('p', 'k'):
         start, final = getattr(config, f'curriculum_start_{size}'), getattr(config, f'batch_{size}')
         if not config.curriculum_steps and f'curriculum_start_{size}' in given:
@@ -305,6 +401,23 @@ def check_flags(config, given):
         if start > final:
             raise InputError(f'--curriculum_start_{size} {start} is larger than '
                              f'--batch_{size} {final}')
+
+
+def check_identity_flags(config, given):
+    """The margin-based identity losses' and the verification loss's flags."""
+    for name in ('id_scale', 'id_margin'):
+        if name in given and config.id_loss == 'softmax':
+            raise InputError(f'--{name} needs --id_loss arcface or cosface')
+    if config.id_loss == 'arcface' and config.id_margin >= math.pi:
+        raise InputError(f'--id_margin {config.id_margin} must be below pi for --id_loss '
+                         f'arcface (an angle)')
+    if config.verification_loss_weight:
+        for name in ('batch_k', 'curriculum_start_k'):
+            if getattr(config, name) < 2 and (name == 'batch_k' or config.curriculum_steps):
+                raise InputError(f'--verification_loss_weight needs --{name} at least 2: every '
+                                 f'image is paired with another of its identity')
+    if 'show_batches_count' in given and not config.show_batches:
+        raise InputError('--show_batches_count needs --show_batches')
 
 
 def write_args(config):
@@ -362,6 +475,13 @@ def add_experiment_flags(parser):
     parser.add_argument('--checkpoint', default=None,
                         help='Checkpoint name in the experiment root, e.g. checkpoint-25000 '
                              '(default: newest).')
+
+
+def add_image_root_flag(parser):
+    """`--image_root` of the scripts that read a CSV's images with a trained experiment."""
+    parser.add_argument('--image_root', type=cli.readable_directory,
+                        help='Folder the CSV paths are relative to (default: the one of '
+                             'training).')
 
 
 def add_view_flags(parser):

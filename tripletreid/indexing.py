@@ -50,7 +50,7 @@ def embed_images(options, dataset, root):
     spec, trained = read_experiment(options.experiment_root)
     views = inference.Views(options.flip, options.crop)
     inference.check_views(views, options.aggregator, trained.get('crop_augment'))
-    pipeline.check_readable(dataset, root, options.loading_threads)
+    pipeline.check_readable(dataset, root, options.loading_threads, options.quiet)
     model, checkpoint = inference.load_model(options.experiment_root, spec, options.checkpoint)
     emb_aug = inference.embed(model, pipeline.image_paths(dataset.fids, root), spec, views,
                               options.batch_size, options.loading_threads, options.quiet)

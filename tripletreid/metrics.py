@@ -14,7 +14,7 @@ import numpy as np
 
 METRICS = ('euclidean', 'sqeuclidean', 'cityblock')
 AP_RULES = ('sklearn', 'market')
-_TIE_CHUNK = 64  # rows gathered at a time to resolve ties, bounds the extra memory
+_COMPARED_ROWS = 4096  # gallery rows checked at a time for duplicates, bounds the extra memory
 
 
 class Distances:
@@ -23,23 +23,26 @@ class Distances:
     `euclidean` comes out squared, as `sqeuclidean`: the square root keeps the order, which is
     all the metrics use, and could only round nearly equal distances into ties.
 
-    Squared distances are |q|^2 + |g|^2 - 2 q.g, all in one matrix product of the embeddings
-    extended by two columns (an order of magnitude faster than forming differences), in
-    float64 and clamped at 0. The rounding error is of order D * 1e-16 * (|q| + |g|)^2, so
-    the order is that of the exact distances except for pairs closer than that, and
-    integer-valued embeddings come out exact. Identical gallery embeddings are computed once
-    and copied, so they always tie exactly, whatever the BLAS kernel does.
+    Squared distances are |q|^2 + |g|^2 - 2 q.g: one matrix product with the gallery as it is
+    (an order of magnitude faster than forming differences, and no copy of the gallery: at
+    MSMT17 size with 2048-D embeddings it is 1.3 GB), in float64 and clamped at 0. The
+    rounding error is of order D * 1e-16 * (|q| + |g|)^2, so the order is that of the exact
+    distances except for pairs closer than that, and integer-valued embeddings come out
+    exact. The distances to identical gallery embeddings are copied from the first's, so they
+    always tie exactly, whatever the BLAS kernel does.
     `cityblock` sums |q - g| dimension by dimension (exact differences, no expansion).
     """
 
     def __init__(self, gallery, metric):
         if metric not in METRICS:
             raise ValueError(f'unknown metric {metric!r}; expected one of {METRICS}')
-        unique, self._inverse = _unique_rows(np.asarray(gallery, dtype=np.float64))
+        self._gallery = np.asarray(gallery, dtype=np.float64)
+        self._copies, self._originals = _duplicate_rows(self._gallery)
         self.metric = metric
-        if metric != 'cityblock':  # columns g, 1, |g|^2 to meet -2q, |q|^2, 1 in `_squared`
-            unique = np.hstack([unique, np.ones((len(unique), 1)), _squared_norms(unique)[:, None]])
-        self._gallery_t = np.ascontiguousarray(unique.T)  # the fast layout for the product
+        if metric == 'cityblock':  # one contiguous gallery row per dimension
+            self._gallery_t = np.ascontiguousarray(self._gallery.T)
+        else:
+            self._gallery_norms = _squared_norms(self._gallery)
 
     def __call__(self, queries):
         """[len(queries), len(gallery)] distances (squared for both euclidean metrics)."""
@@ -48,12 +51,13 @@ class Distances:
             distances = self._cityblock(queries)
         else:
             distances = self._squared(queries)
-        return distances if self._inverse is None else distances[:, self._inverse]
+        distances[:, self._copies] = distances[:, self._originals]
+        return distances
 
     def _squared(self, queries):
-        extended = np.hstack([-2.0 * queries, _squared_norms(queries)[:, None],
-                              np.ones((len(queries), 1))])
-        distances = extended @ self._gallery_t
+        distances = (-2.0 * queries) @ self._gallery.T  # BLAS reads the transpose in place
+        distances += self._gallery_norms
+        distances += _squared_norms(queries)[:, None]
         return np.maximum(distances, 0.0, out=distances)
 
     def _cityblock(self, queries):
@@ -71,16 +75,33 @@ def unit_rows(embeddings):
     return embeddings / np.where(norms > 0, norms, 1.0)
 
 
-def _unique_rows(rows):
-    """(the distinct rows in order of appearance, the index of each row among them), the
-    index being None if all rows differ. Hashing the bytes takes a fraction of the time of
-    np.unique(axis=0), which sorts."""
-    code_of = {}
-    inverse = np.array([code_of.setdefault(row.tobytes(), len(code_of)) for row in rows],
-                       dtype=np.intp)
-    if len(code_of) == len(rows):
-        return rows, None
-    return rows[np.unique(inverse, return_index=True)[1]], inverse
+def _duplicate_rows(rows):
+    """(rows equal to an earlier row, that earlier row), as two index arrays.
+
+    Rows are grouped by a 64-bit fingerprint of their bits (a fixed random linear combination
+    modulo 2^64: exact integer arithmetic, no copy of the rows, no sort of them) and paired
+    only when bit-identical; two different rows that share a fingerprint (a chance of 2^-64
+    a pair) just stay apart.
+    """
+    rows = np.ascontiguousarray(rows)
+    fingerprint = rows.view(np.uint64) @ _mixed(rows.shape[1])
+    _, first, inverse = np.unique(fingerprint, return_index=True, return_inverse=True)
+    first = first[inverse.ravel()]
+    later = np.flatnonzero(first != np.arange(len(rows)))
+    same = np.ones(len(later), dtype=bool)
+    for start in range(0, len(later), _COMPARED_ROWS):
+        part = later[start:start + _COMPARED_ROWS]
+        same[start:start + len(part)] = (rows[part] == rows[first[part]]).all(axis=1)
+    return later[same], first[later[same]]
+
+
+def _mixed(count):
+    """`count` odd 64-bit weights that look random: splitmix64 of 1..count (numpy.random
+    would add a tenth of a second to evaluate.py's start)."""
+    z = np.arange(1, count + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31)) | np.uint64(1)  # odd: every bit of a row counts
 
 
 def _squared_norms(vectors):
@@ -118,7 +139,7 @@ def score_queries(distances, matches, excluded, ap_rule='sklearn'):
     """
     if ap_rule not in AP_RULES:
         raise ValueError(f'unknown AP rule {ap_rule!r}; expected one of {AP_RULES}')
-    ranks = _match_ranks(distances, matches & ~excluded, excluded)
+    ranks = _match_ranks(distances, matches, excluded)
     n_query = len(distances)
     positives = np.bincount(ranks.row, minlength=n_query)
     with np.errstate(invalid='ignore'):
@@ -151,31 +172,61 @@ class _MatchRanks:
     valid_within: np.ndarray    # valid gallery entries at a distance <= this one's
 
 
-def _match_ranks(distances, positive, excluded):
-    """Rank every valid true match without argsorting the rows.
+def _match_ranks(distances, matches, excluded):
+    """Rank every valid (not excluded) true match by counting, without sorting any row.
 
-    Only the true matches' ranks matter, so each row's distances are sorted by value (much
-    faster than a stable argsort) and each match finds its rank by bisection. Entries tied with
-    a match in distance come before it when their gallery index is lower (stable order).
+    A match's stable rank is 1 + the valid entries strictly closer + the valid entries at
+    exactly its distance with a lower gallery index. Only entries no farther than the row's
+    last match can count, so each row keeps those (one comparison per entry) and finds, by
+    bisection among the row's few sorted match distances, how many matches lie closer than
+    each: counting those per match gives every match's rank in time linear in the row.
     """
-    row, col = np.divmod(np.flatnonzero(positive), positive.shape[1])  # faster than nonzero
-    value = distances[row, col]
-    sorted_rows = distances.copy()
-    np.copyto(sorted_rows, np.inf, where=excluded)
-    sorted_rows.sort(axis=1)
-    order = np.lexsort((value, row))  # stable: tied matches stay in gallery order
-    row, col, value = row[order], col[order], value[order]
-    position = np.arange(len(row))
-    row_start = np.searchsorted(row, row)
-    group_start, group_last = _tie_groups(row, value)
+    row, col, value = _sorted_matches(distances, matches, excluded)
+    bounds = np.searchsorted(row, np.arange(len(distances) + 1))  # each row's matches
+    has_match = np.diff(bounds) > 0
+    last = np.full(len(distances), -np.inf)  # each row's farthest match
+    last[has_match] = value[bounds[1:][has_match] - 1]
+    near = distances <= last[:, None]
+    np.greater(near, excluded, out=near)  # and not excluded
+    near_value = np.compress(near.ravel(), distances)  # row by row; faster than [near]
+    slot = _slots(value, bounds, near_value, np.count_nonzero(near, axis=1), has_match)
 
-    below = _count_sorted(sorted_rows, row, value, inclusive=False)
-    within = _count_sorted(sorted_rows, row, value, inclusive=True)
-    others_tied = within - below - (group_last - group_start + 1)
-    rank = (below + (position - group_start) + 1 +
-            _others_tied_before(distances, positive | excluded, row, col, value,
-                                others_tied > 0))
-    return _MatchRanks(row, position - row_start, rank, group_last - row_start + 1, within)
+    group_start, group_last = _tie_groups(row, value)
+    counts = np.cumsum(np.bincount(slot, minlength=len(row)))
+    valid_within = counts - np.repeat(np.append(0, counts)[bounds[:-1]], np.diff(bounds))
+    on_match = near_value == value[slot]  # entries at exactly a match's distance
+    equal = np.bincount(slot[on_match], minlength=len(row))[group_start]
+    position = np.arange(len(row))
+    rank = valid_within - equal + (position - group_start) + 1
+    if (equal > group_last - group_start + 1).any():  # non-matches tie with matches
+        tied = np.flatnonzero(near)[on_match]
+        rank += _others_tied_before(tied % distances.shape[1], slot[on_match],
+                                    np.take(matches, tied), col, group_start,
+                                    distances.shape[1])
+    return _MatchRanks(row, position - bounds[row], rank, group_last - bounds[row] + 1,
+                       valid_within)
+
+
+def _sorted_matches(distances, matches, excluded):
+    """Row, column and distance of every valid true match, by row, distance, column."""
+    positive = np.flatnonzero(matches)  # flatnonzero and divmod beat nonzero
+    positive = positive[~np.take(excluded, positive)]
+    row, col = np.divmod(positive, distances.shape[1])
+    value = distances[row, col]
+    order = np.lexsort((value, row))  # stable: tied matches stay in gallery order
+    return row[order], col[order], value[order]
+
+
+def _slots(value, bounds, near_value, near_counts, has_match):
+    """For each kept entry (`near_value`, row by row, `near_counts` a row), the index in
+    `value` of the first of its row's sorted matches at or beyond its distance: the row's
+    matches are `value[bounds[r]:bounds[r + 1]]`, a handful, so a bisection finds it."""
+    near_bounds = np.append(0, np.cumsum(near_counts))
+    slot = np.repeat(bounds[:-1], near_counts)
+    for r in np.flatnonzero(has_match):
+        entries = slice(near_bounds[r], near_bounds[r + 1])
+        slot[entries] += np.searchsorted(value[bounds[r]:bounds[r + 1]], near_value[entries])
+    return slot
 
 
 def _tie_groups(row, value):
@@ -191,37 +242,14 @@ def _tie_groups(row, value):
     return group_start, group_last
 
 
-def _count_sorted(sorted_rows, row, value, inclusive):
-    """How many entries of `sorted_rows[row]` are < `value` (<= if `inclusive`), per pair.
-
-    A bisection over all pairs at once: np.searchsorted would need a Python loop over rows.
-    """
-    low = np.zeros(len(row), dtype=np.intp)
-    high = np.full(len(row), sorted_rows.shape[1], dtype=np.intp)
-    compare = np.less_equal if inclusive else np.less
-    for _ in range(sorted_rows.shape[1].bit_length()):
-        active = low < high
-        middle = (low + high) // 2
-        lower = compare(sorted_rows[row, np.minimum(middle, sorted_rows.shape[1] - 1)], value)
-        low = np.where(active & lower, middle + 1, low)
-        high = np.where(active & ~lower, middle, high)
-    return low
-
-
-def _others_tied_before(distances, ignored, row, col, value, needed):
-    """For the `needed` matches: entries not `ignored` (valid non-matches) at exactly the same
-    distance and with a lower gallery index, which a stable sort puts first. Exact ties are
-    rare with real embeddings, so only these rows are looked at again, a few at a time."""
-    count = np.zeros(len(row), dtype=np.intp)
-    gallery_index = np.arange(distances.shape[1])
-    todo = np.flatnonzero(needed)
-    for start in range(0, len(todo), _TIE_CHUNK):
-        part = todo[start:start + _TIE_CHUNK]
-        rows = row[part]
-        tied = ((distances[rows] == value[part, None]) & ~ignored[rows] &
-                (gallery_index < col[part, None]))
-        count[part] = tied.sum(axis=1)
-    return count
+def _others_tied_before(tied_col, tied_slot, tied_is_match, col, group_start, n_gallery):
+    """For each match: the valid non-matches at exactly its distance with a lower gallery
+    index, which a stable sort puts first. `tied_*` describe the valid entries found at a
+    match's distance, `tied_slot` being the first match of that distance (its tie group).
+    Exact ties are rare with real embeddings, so these lists are short."""
+    keys = np.sort((tied_slot * n_gallery + tied_col)[~tied_is_match])
+    group_key = group_start * n_gallery
+    return np.searchsorted(keys, group_key + col) - np.searchsorted(keys, group_key)
 
 
 def _ap_terms(ranks, ap_rule):

@@ -20,6 +20,7 @@ import dataclasses
 
 import numpy as np
 
+from tripletreid import progress
 from tripletreid.errors import InputError
 
 CHUNK = 16384  # gallery rows per float32 product: batch x CHUNK x 4 bytes
@@ -185,8 +186,9 @@ def import_faiss():
     return faiss
 
 
-def build_faiss(gallery, options, seed=0):
-    """A Faiss structure of the float32 gallery (squared L2)."""
+def build_faiss(gallery, options, seed=0, quiet=False):
+    """A Faiss structure of the float32 gallery (squared L2), with a progress line (an HNSW
+    graph of a million embeddings takes minutes) unless `quiet`."""
     faiss = import_faiss()
     dim = gallery.shape[1]
     if options.kind == 'flat':
@@ -204,8 +206,13 @@ def build_faiss(gallery, options, seed=0):
     else:
         structure = faiss.IndexHNSWFlat(dim, options.hnsw_m)
         structure.hnsw.efConstruction = options.ef_construction
+    bar = progress.bar(len(gallery), f'Building the Faiss {options.kind} index',
+                       unit='embedding', quiet=quiet)
     for start in range(0, len(gallery), 1 << 16):
-        structure.add(np.ascontiguousarray(gallery[start:start + (1 << 16)]))
+        chunk = gallery[start:start + (1 << 16)]
+        structure.add(np.ascontiguousarray(chunk))
+        bar.update(len(chunk))
+    bar.close()
     return structure
 
 
@@ -252,7 +259,7 @@ def faiss_structure(index_path, gallery, options, content_id, log=None):
     path = faiss_path(index_path, options)
     structure = load_faiss(path, options, content_id)
     if structure is None:
-        structure = build_faiss(gallery, options)
+        structure = build_faiss(gallery, options, quiet=log is None)
         save_faiss(path, structure, options, content_id)
         if log:
             log(f'Built the Faiss {options.build_key()} structure of {index_path} into {path}')

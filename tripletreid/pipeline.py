@@ -11,7 +11,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tripletreid import csv_dataset
+from tripletreid import csv_dataset, progress
 from tripletreid.augment import random_erasing
 from tripletreid.errors import InputError
 
@@ -31,8 +31,22 @@ def load_image(path, size):
     return tf.image.resize(image, size)
 
 
-def find_undecodable(paths, threads):
-    """Indices of `paths` that TensorFlow's decoder rejects, found in one parallel pass."""
+def image_batches(paths, size, batch_size=256, threads=8):
+    """The images of `paths`, each resized to `size` (`load_image`), in batches, in order."""
+    @tf.autograph.experimental.do_not_convert  # nothing to convert; spares AutoGraph's warnings
+    def load(path):
+        return load_image(path, size)
+
+    return tf.data.Dataset.from_tensor_slices(paths).map(
+        load, num_parallel_calls=threads).batch(batch_size)
+
+
+def find_undecodable(paths, threads, quiet=False):
+    """Indices of `paths` that TensorFlow's decoder rejects, found in one parallel pass, with a
+    progress line (`tripletreid.progress`) unless `quiet`.
+
+    The map keeps the order of `paths`, so the index of each image that decodes tells how many
+    have been tried, those that failed (and were dropped) included."""
     def decode(index, path):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         with tf.control_dependencies([tf.debugging.assert_positive(tf.size(image))]):
@@ -40,25 +54,33 @@ def find_undecodable(paths, threads):
 
     dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
     dataset = dataset.map(decode, num_parallel_calls=threads).ignore_errors()
-    good = np.fromiter(dataset.as_numpy_iterator(), dtype=np.int64)
-    return np.setdiff1d(np.arange(len(paths)), good)
+    bar = progress.bar(len(paths), 'Checking images', quiet=quiet)
+    good, tried = [], 0
+    for index in dataset.as_numpy_iterator():
+        bar.update(int(index) + 1 - tried)
+        tried = int(index) + 1
+        good.append(index)
+    bar.update(len(paths) - tried)
+    bar.close()
+    return np.setdiff1d(np.arange(len(paths)), np.array(good, dtype=np.int64))
 
 
-def check_decodable(dataset, image_root, threads):
+def check_decodable(dataset, image_root, threads, quiet=False):
     """Stop with the file and line of the first image that cannot be decoded."""
     paths = image_paths(dataset.fids, image_root)
-    bad = find_undecodable(paths, threads)
+    bad = find_undecodable(paths, threads, quiet)
     if len(bad):
         more = f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''
         raise InputError(f'{dataset.where(bad[0])}: image {paths[bad[0]]} cannot be decoded '
                          f'(corrupt or truncated){more}')
 
 
-def check_readable(dataset, image_root, threads):
+def check_readable(dataset, image_root, threads, quiet=False):
     """Stop with a one-line error at the first missing, empty, non-image or undecodable image
-    of `dataset`, naming its CSV line."""
+    of `dataset`, naming its CSV line. The decoding, the long part (minutes for a million
+    images), shows a progress line unless `quiet`."""
     csv_dataset.check_images(dataset, image_root or '', threads)
-    check_decodable(dataset, image_root, threads)
+    check_decodable(dataset, image_root, threads, quiet)
 
 
 def check_batch_p(batch_p, num_ids):

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tripletreid import cli, csv_dataset, distribution, experiment, pipeline
+from tripletreid import batch_grid, cli, csv_dataset, distribution, experiment, pipeline
 from tripletreid.checkpoints import TrainingCheckpoints
 from tripletreid.fused_batch_norm import fuse
 from tripletreid.losses import LOSSES
@@ -16,6 +16,7 @@ from tripletreid.losses.triplet import cdist, monitoring
 from tripletreid.model import build_model, training_model
 from tripletreid.schedules import optimizer_of
 from tripletreid.training_logs import TrainingLogs
+from tripletreid import training_curves
 
 LOG = logging.getLogger('train')
 
@@ -37,9 +38,10 @@ def make_train_step(model, optimizer, loss='batch_hard', margin='soft', metric='
     train.py's flags; `seed` that of the sampling losses.
 
     The triplet loss trains the feature `model.training_model` gives (before a BNNeck, if
-    any); `identity` (an `IdentityLosses`) adds the ID and center losses. Under a `strategy` of
-    N replicas, every replica gathers the features of all and computes the loss of the whole
-    batch, divided by N: the optimizer sums the replicas' gradients, and through the gather
+    any); `identity` (an `IdentityLosses`) adds the ID, center and verification losses
+    (the pairs of the last drawn from the step's seed too). Under a `strategy` of N replicas,
+    every replica gathers the features of all and computes the loss of the whole batch,
+    divided by N: the optimizer sums the replicas' gradients, and through the gather
     each replica's features get the gradient of the whole loss, so N devices train as one
     device on the same batch.
 
@@ -65,7 +67,7 @@ def make_train_step(model, optimizer, loss='batch_hard', margin='soft', metric='
             total = tf.reduce_mean(losses)
             with tf.GradientTape(watch_accessed_variables=False) as center_tape:
                 center_tape.watch(centers[0] if centers else [])
-                parts = identity(features, embeddings, labels) if identity else {}
+                parts = identity(features, embeddings, labels, step_seed) if identity else {}
             if parts:
                 total += identity.weighted_sum(parts)
             objective = total / strategy.num_replicas_in_sync
@@ -91,12 +93,15 @@ def make_train_step(model, optimizer, loss='batch_hard', margin='soft', metric='
 
 
 def make_identity_losses(config, num_identities):
-    """The ID and center losses the experiment asks for, or None (the official recipe)."""
+    """The ID, center and verification losses the experiment asks for, or None (the official
+    recipe)."""
     if not config.identity_losses:
         return None
     return IdentityLosses(num_identities, config.embedding_dim, config.id_loss_weight,
                           config.label_smoothing, config.center_loss_weight,
-                          config.center_learning_rate)
+                          config.center_learning_rate, config.id_loss, config.id_scale,
+                          config.id_margin, config.verification_loss_weight,
+                          config.verification_pair)
 
 
 def build_training(config, strategy, num_identities, fused_batch_norm=True):
@@ -196,22 +201,39 @@ def train(config, dataset, labels, strategy=None, chief=True):
             checkpoints.save(step)
     if logs:
         logs.close()
+        LOG.info('Training curves: %s', training_curves.save(config.experiment_root))
     LOG.info('Saved the checkpoint of step %d; training %s.', step,
              'finished' if step >= config.train_iterations else 'can go on with --resume')
 
 
 def run(config, strategy=None, chief=True):
     """A whole training run of a checked `TrainConfig` (`experiment.resolve`): check the
-    training set, write args.json (a new experiment), log the flags, train."""
+    training set, write args.json (a new experiment), log the flags, train. With
+    --show_batches, only draw the first batches (`batch_grid`)."""
+    if config.show_batches:
+        batch_grid.check_path(config.show_batches)
     dataset, labels = load_training_set(config.train_set, config.image_root, config.batch_p,
                                         config.loading_threads)
-    if chief and not config.resume:
-        experiment.write_args(config)
+    if config.show_batches:  # a look at the batches only: no experiment is made
+        if chief:
+            batch_grid.save_batches(config.show_batches, training_batches(config, dataset, labels),
+                                    dataset.pids, config.show_batches_count, config.seed)
+        return
+    if chief and (not config.resume or config.extend_to is not None):
+        experiment.write_args(config)  # a new experiment's, or the new length of an extension
     cli.init_logging(os.path.join(config.experiment_root, 'train.log') if chief else None)
     for key, value in sorted(vars(config).items()):
         LOG.info('%s: %s', key, value)
     LOG.info('Training set %s: %d images of %d identities', config.train_set, len(dataset),
              labels.max() + 1)
+    short = np.count_nonzero(np.bincount(labels) < config.batch_k)
+    if short:
+        LOG.info('%d of %d identities have fewer than K=%d images: a batch repeats their '
+                 'images (each equally often, as the official code)', short, labels.max() + 1,
+                 config.batch_k)
+    warning = experiment.schedule_warning(config)
+    if warning:
+        LOG.warning(warning)
     replicas = strategy.num_replicas_in_sync if strategy else 1
     if replicas > 1:
         LOG.info('Training on %d replicas (%s)', replicas, type(strategy).__name__)

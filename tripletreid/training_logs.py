@@ -1,5 +1,6 @@
 """What training reports each step: the console/log line, TensorBoard, `--detailed_logs`, and
 warnings about the training's health."""
+import collections
 import logging
 import os
 import time
@@ -13,13 +14,42 @@ from tripletreid import health
 from tripletreid.losses import LOSSES
 
 LOG = logging.getLogger('train')
-IDENTITY_LOSSES = ('id_loss', 'center_loss')  # logged beside the triplet loss when in use
+# Logged beside the triplet loss when in use.
+IDENTITY_LOSSES = ('id_loss', 'center_loss', 'verification_loss')
 
 
 def open_memmap(path, dtype, shape):
-    """A memory-mapped array on disk, created on the first run and reopened on resume."""
-    mode = 'r+' if os.path.exists(path) else 'w+'
-    return np.memmap(path, dtype=dtype, mode=mode, shape=shape)
+    """A memory-mapped array on disk, created on the first run and reopened on resume; a run
+    extended (`--extend_to`) grows it by the new steps' rows, written before they are read."""
+    if not os.path.exists(path):
+        return np.memmap(path, dtype=dtype, mode='w+', shape=shape)
+    size = np.dtype(dtype).itemsize * int(np.prod(shape))
+    if os.path.getsize(path) < size:
+        os.truncate(path, size)
+    return np.memmap(path, dtype=dtype, mode='r+', shape=shape)
+
+
+class Eta:
+    """The time left, from the mean duration of the last `window` steps.
+
+    The clock starts at the end of the first `tracing` steps, whose times say little about
+    the others: the first traces the step and fills the input pipeline, the second traces it
+    again for any batch size (`reduce_retracing`). The first estimate comes after the next.
+    """
+
+    def __init__(self, window=50, tracing=2):
+        self.ends = collections.deque(maxlen=window + 1)
+        self.tracing = tracing
+
+    def update(self, now, steps_left):
+        """Record a step that ended at `now`; seconds left for `steps_left` more, or None."""
+        self.tracing -= 1
+        if self.tracing > 0:
+            return None
+        self.ends.append(now)
+        if len(self.ends) < 2:
+            return None
+        return (self.ends[-1] - self.ends[0]) / (len(self.ends) - 1) * steps_left
 
 
 def read_scalars(experiment_root, *tags):
@@ -50,7 +80,8 @@ class TrainingLogs:
         self.sizes = None  # (P, K) of the last batch
         self.health = health.HealthMonitor(config.margin, stalls=not config.identity_losses)
         self.remedies = health.remedies(config, HEADS, LOSSES)
-        self.started = time.time()
+        self.eta = Eta()
+        self.log_every = config.log_every
         self.writer = tf.summary.create_file_writer(config.experiment_root)
         self.detailed = None
         if config.detailed_logs:
@@ -67,8 +98,9 @@ class TrainingLogs:
 
     def write(self, step, values, fids, learning_rate, seconds):
         losses = values['losses']
-        done = step - self.start_step
-        eta = (time.time() - self.started) / done * (self.train_iterations - step)
+        eta = self.eta.update(time.time(), self.train_iterations - step)
+        console = (step % self.log_every == 0 or step == self.start_step + 1
+                   or step == self.train_iterations)
         sizes = self.curriculum.sizes(step - 1)
         if sizes != self.sizes:
             self.sizes = sizes
@@ -79,8 +111,9 @@ class TrainingLogs:
                         for name in IDENTITY_LOSSES if name in values)
         LOG.info('iter:%6d, loss min|avg|max: %.3f|%.3f|%6.3f, batch-p@%d: %.2f%%%s, '
                  'ETA: %s (%.2fs/it)%s', step, losses.min(), losses.mean(), losses.max(),
-                 sizes[1] - 1, 100 * values['prec_at_k'], extra, timedelta(seconds=int(eta)),
-                 seconds, markers)
+                 sizes[1] - 1, 100 * values['prec_at_k'], extra,
+                 '?' if eta is None else timedelta(seconds=int(eta)), seconds, markers,
+                 extra={'console': console})
         self._summaries(step, values, learning_rate, seconds)
         if self.detailed is not None:
             for name, value in (('embeddings', values['embeddings']), ('losses', losses),
