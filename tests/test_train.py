@@ -1,4 +1,5 @@
 """train.py end to end: learning on real crops, interrupts, resume, args.json, bad input."""
+import dataclasses
 import json
 import os
 import re
@@ -223,3 +224,20 @@ def test_a_finished_run_is_extended_and_args_json_records_it(tmp_path, capsys):
     assert [row[0] for row in log_rows(root)] == [1, 2, 3, 4, 5, 6]
     assert json.load(open(os.path.join(root, 'args.json')))['train_iterations'] == 6
     assert os.path.getsize(os.path.join(root, 'losses.dat')) == 6 * 8 * 4  # steps x P*K x 4 B
+
+
+def test_a_float32_run_after_a_mixed_one_computes_in_float32():
+    """Keras' precision policy is global: each run sets its own, also float32's."""
+    import keras
+    import tensorflow as tf
+
+    from tripletreid import training
+    from tripletreid.experiment import TrainConfig
+    strategy = tf.distribute.get_strategy()
+    config = TrainConfig(experiment_root='e', model_name='lunet', embedding_dim=8)
+    mixed = dataclasses.replace(config, mixed_precision='mixed_bfloat16')
+    try:
+        assert training.build_training(mixed, strategy, 4)[0].compute_dtype == 'bfloat16'
+        assert training.build_training(config, strategy, 4)[0].compute_dtype == 'float32'
+    finally:
+        keras.mixed_precision.set_global_policy('float32')

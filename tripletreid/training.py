@@ -111,8 +111,10 @@ def build_training(config, strategy, num_identities, fused_batch_norm=True):
     The model's batch norms train with fused kernels (`tripletreid.fused_batch_norm`; the same
     variables, so its checkpoints are those of `build_model`'s); `fused_batch_norm=False`
     keeps Keras' own, for comparison."""
-    if config.mixed_precision != 'none':
-        keras.mixed_precision.set_global_policy(config.mixed_precision)
+    # Keras' policy is global: set it every time, or a float32 run after a mixed one in the
+    # same process (a study, a notebook) would silently compute in 16 bits.
+    keras.mixed_precision.set_global_policy(
+        'float32' if config.mixed_precision == 'none' else config.mixed_precision)
     with strategy.scope():
         model = build_model(config.model_name, config.head_name, config.embedding_dim,
                             None if config.resume else config.initial_checkpoint,
