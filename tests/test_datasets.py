@@ -104,7 +104,7 @@ def test_msmt17(tmp_path, capsys, train, test):
         f'2,{test}/0002/0002_000_11_0114morning_0042_0.jpg,11\n')
     out = capsys.readouterr().out
     assert 'msmt17_train.csv: 3 rows, 2 identities, 3 cameras' in out
-    assert 'msmt17_query.csv: 1 rows, 1 identities, 1 cameras' in out
+    assert 'msmt17_query.csv: 1 row, 1 identity, 1 camera' in out
     assert 'msmt17_test.csv: 2 rows, 2 identities, 2 cameras' in out
 
 
@@ -319,7 +319,7 @@ def test_mars(tmp_path, capsys, hdf5):
     assert read(tmp_path / 'csv' / 'mars_test.csv') == MARS_TEST_CSV
     out = capsys.readouterr().out
     assert 'mars_train.csv: 4 rows, 2 identities, 2 cameras, 3 tracklets' in out
-    assert 'mars_query.csv: 3 rows, 1 identities, 2 cameras, 2 tracklets' in out
+    assert 'mars_query.csv: 3 rows, 1 identity, 2 cameras, 2 tracklets' in out
     assert 'mars_test.csv: 6 rows, 3 identities, 3 cameras, 5 tracklets' in out
 
 

@@ -172,9 +172,11 @@ def test_multi_worker_stops_together_resumes_and_equals_one_process(data, refere
         'checkpoint-0.index', f'checkpoint-{stopped}.index']
     finish(start_workers(root, ['--resume']))
     assert_same_training(root, reference)
-    # Only the chief writes: one log, one TensorBoard file per run, no worker's leftovers.
+    # Only the chief writes: one log, one TensorBoard file per run, the curves, no worker's
+    # leftovers.
     assert sorted(n for n in os.listdir(root) if not n.startswith('events.')) == sorted(
-        ['args.json', 'train.log', 'checkpoint-0.index', 'checkpoint-0.data-00000-of-00001',
+        ['args.json', 'train.log', 'training_curves.png',
+         'checkpoint-0.index', 'checkpoint-0.data-00000-of-00001',
          f'checkpoint-{stopped}.index', f'checkpoint-{stopped}.data-00000-of-00001',
          f'checkpoint-{STEPS}.index', f'checkpoint-{STEPS}.data-00000-of-00001'])
 
