@@ -1,6 +1,6 @@
 """The real CUHK03 crops of ../shared/data for the studies and tests: CSVs of their file names,
-a lunet trained on `train/` with the official recipe or the Bag-of-Tricks options, and its
-cross-camera evaluation on `val/`."""
+a backbone (lunet unless told) trained from scratch on `train/` with the official recipe or the
+Bag-of-Tricks options, and its cross-camera evaluation on `val/`."""
 import os
 
 import excluders
@@ -56,24 +56,25 @@ def recipe_flags(recipe, iterations):
             *(flag for group in RECIPES[recipe] for flag in groups[group])]
 
 
-def train_lunet(data, output, iterations, size=(64, 32), batch_p=18, batch_k=4, seed=0,
-                threads=2, recipe='official', extra_flags=()):
-    """Train lunet on `train/` into `output`/experiment with `recipe` and any `extra_flags`
-    of train.py (given last, so they win), e.g. `--mixed_precision mixed_bfloat16`."""
+def train_net(data, output, iterations, size=(64, 32), batch_p=18, batch_k=4, seed=0,
+              threads=2, recipe='official', extra_flags=(), model_name='lunet'):
+    """Train `model_name` (from scratch) on `train/` into `output`/experiment with `recipe`
+    and any `extra_flags` of train.py (given last, so they win), e.g. `--mixed_precision
+    mixed_bfloat16`."""
     experiment = os.path.join(output, 'experiment')
     height, width = size
     training.run_flags(['--experiment_root', experiment,
-                '--train_set', write_csv(os.path.join(data, 'train'),
-                                         os.path.join(output, 'train.csv')),
-                '--image_root', os.path.join(data, 'train'), '--model_name', 'lunet',
-                *recipe_flags(recipe, iterations),
-                '--batch_p', str(batch_p), '--batch_k', str(batch_k),
-                '--net_input_height', str(height), '--net_input_width', str(width),
-                '--pre_crop_height', str(height * 9 // 8), '--pre_crop_width',
-                str(width * 9 // 8), '--flip_augment', '--crop_augment',
-                '--learning_rate', '1e-3', '--train_iterations', str(iterations),
-                '--checkpoint_frequency', '0', '--loading_threads', str(threads),
-                '--seed', str(seed), *extra_flags])
+              '--train_set', write_csv(os.path.join(data, 'train'),
+                                       os.path.join(output, 'train.csv')),
+              '--image_root', os.path.join(data, 'train'), '--model_name', model_name,
+              *recipe_flags(recipe, iterations),
+              '--batch_p', str(batch_p), '--batch_k', str(batch_k),
+              '--net_input_height', str(height), '--net_input_width', str(width),
+              '--pre_crop_height', str(height * 9 // 8), '--pre_crop_width',
+              str(width * 9 // 8), '--flip_augment', '--crop_augment',
+              '--learning_rate', '1e-3', '--train_iterations', str(iterations),
+              '--checkpoint_frequency', '0', '--loading_threads', str(threads),
+              '--seed', str(seed), *extra_flags])
     return experiment
 
 

@@ -26,7 +26,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from studies.cuhk03 import DEFAULT_DATA, RECIPES, evaluate_val, train_lunet
+from studies.cuhk03 import DEFAULT_DATA, RECIPES, evaluate_val, train_net
 
 
 def main():
@@ -40,7 +40,7 @@ def main():
     parser.add_argument('--recipe', default='official', choices=sorted(RECIPES))
     options = parser.parse_args()
     os.makedirs(options.output)
-    experiment = train_lunet(options.data, options.output, options.train_iterations,
+    experiment = train_net(options.data, options.output, options.train_iterations,
                              (options.height, options.width), recipe=options.recipe)
     report = {}
     for checkpoint in ('checkpoint-0', f'checkpoint-{options.train_iterations}'):

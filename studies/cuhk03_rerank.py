@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import excluders
 from data.holdout import build_holdout
-from studies.cuhk03 import DEFAULT_DATA, embed_views, train_lunet, write_csv
+from studies.cuhk03 import DEFAULT_DATA, embed_views, train_net, write_csv
 from tripletreid import evaluation, files, metrics, rerank_tuning, reranking
 from tripletreid.csv_dataset import read_csv
 
@@ -35,7 +35,7 @@ def trained(options):
     experiment = os.path.join(options.output, 'experiment')
     if not os.path.exists(os.path.join(experiment,
                                        f'checkpoint-{options.train_iterations}.index')):
-        train_lunet(options.data, options.output, options.train_iterations,
+        train_net(options.data, options.output, options.train_iterations,
                     seed=options.seed, extra_flags=['--train_set', options.split['train']])
     return experiment
 

@@ -41,7 +41,7 @@ TAGS = {'loss': 'loss', 'prec_at_k': f'batch_prec_at_{BATCH_K - 1}',
 
 
 def run_flags(data, work, learning_rate, steps):
-    """train.py's flags of one run: the official recipe of `studies.cuhk03.train_lunet`, at
+    """train.py's flags of one run: the official recipe of `studies.cuhk03.train_net`, at
     `learning_rate` for `steps` steps."""
     height, width = SIZE
     train_set = write_csv(os.path.join(data, 'train'), os.path.join(work, 'train.csv'))

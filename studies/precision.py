@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras
 
-from studies.cuhk03 import DEFAULT_DATA, evaluate_val, train_lunet
+from studies.cuhk03 import DEFAULT_DATA, evaluate_val, train_net
 from tripletreid.training_logs import read_scalars
 
 PRECISIONS = {'float32': 'none', 'bfloat16': 'mixed_bfloat16'}  # name: --mixed_precision
@@ -55,7 +55,7 @@ def one_run(data, work, precision, seed, iterations):
     load_before = os.getloadavg()
     began = time.time()
     try:
-        experiment = train_lunet(data, folder, iterations, seed=seed,
+        experiment = train_net(data, folder, iterations, seed=seed,
                                  extra_flags=['--mixed_precision', PRECISIONS[precision]])
     finally:  # training sets the policy for the whole process: evaluate (and go on) in float32
         keras.mixed_precision.set_global_policy('float32')

@@ -3,12 +3,12 @@ import os
 
 import pytest
 
-from studies.cuhk03 import DEFAULT_DATA, evaluate_val, train_lunet
+from studies.cuhk03 import DEFAULT_DATA, evaluate_val, train_net
 
 
 @pytest.mark.skipif(not os.path.isdir(DEFAULT_DATA), reason='../shared/data is not here')
 def test_brief_training_on_cuhk03_beats_the_untrained_network(tmp_path):
-    experiment = train_lunet(DEFAULT_DATA, str(tmp_path), iterations=400)
+    experiment = train_net(DEFAULT_DATA, str(tmp_path), iterations=400)
     before = evaluate_val(DEFAULT_DATA, str(tmp_path), experiment, 'checkpoint-0')
     after = evaluate_val(DEFAULT_DATA, str(tmp_path), experiment, 'checkpoint-400')
     # 938 val images of 100 people, cross-camera: an untrained network is near chance (~1.5%).
