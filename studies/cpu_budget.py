@@ -1,22 +1,25 @@
 #!/usr/bin/env python3
 """Accuracy per CPU-minute: which backbone should a user without a GPU train from scratch?
-Each contender (a backbone at an input size) trains on the CUHK03 crops of ../shared/data for
-the same wall-clock budget, with `studies/cuhk03.py`'s official recipe (fc1024 head, 128-D,
-batch-hard soft margin, P=18 K=4, Adam 1e-3, decay from 2/3 of the run), and is evaluated
-cross-camera on `val/` (flip + centre crop views).
+Each contender (a backbone at an input size and precision) trains on the CUHK03 crops of
+../shared/data for the same wall-clock budget with one recipe of `studies/cuhk03.py` (fc1024
+head, 128-D, soft margin, P=18 K=4, Adam 1e-3, decay from 2/3 of the run; by default with the
+batch-all triplet loss, under which OSNet starts from scratch where the batch-hard one
+collapses), and is evaluated cross-camera on `val/` (flip + centre crop views).
 
-    python studies/cpu_budget.py --work /tmp/budget --output /work/notes/study19b
+    python studies/cpu_budget.py --work /tmp/budget --output bench/results/studies
+    python studies/cpu_budget.py --recipe official --contenders lunet:64x32:mixed_bfloat16 ...
 
 A budget is a number of steps, fixed before the run: a short calibration run of each contender
-(--calibration_steps) measures its median step and what the run costs besides its steps
-(start-up, the image check, tracing, the final checkpoint), and the contender then trains for
-as many steps as fill --minutes. The steps being fixed, the learning-rate schedule is that of
-a run of that length, and a busier machine lengthens a run without changing its result: each
-JSON gives the run's measured wall-clock and CPU seconds beside the budget, and the load.
+(--calibration_steps) measures its step (wall-clock, end to end) and what the run costs besides
+its steps (start-up, the image check, tracing, the final checkpoint), and the contender then
+trains for as many steps as fill --minutes. The steps being fixed, the learning-rate schedule
+is that of a run of that length, and a busier machine lengthens a run without changing its
+result: each JSON gives the run's measured wall-clock and CPU seconds beside the budget, and
+the load.
 
-Writes `budget_<contender>.json` per contender (a contender whose JSON exists is read, not
-trained again) and `budget_summary.json`: each contender's scores and its mAP minus the first
-contender's.
+Writes `budget_<recipe>_<contender>.json` per contender (one whose JSON exists is read, not
+trained again) and `budget_<recipe>_summary.json`: each contender's scores and its mAP minus
+the first contender's.
 """
 import argparse
 import json
@@ -31,14 +34,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras
 
 from nets import NETS
-from studies.cuhk03 import DEFAULT_DATA, evaluate_val, train_net
+from studies.cuhk03 import DEFAULT_DATA, RECIPES, evaluate_val, train_net
 from tripletreid.experiment import MIXED_PRECISION
 
 TRACING_STEPS = 10  # left out of the median step: the first steps trace the tf.function
 # Each at the precision it trains fastest in, where that precision is proven (bfloat16 for
 # lunet, studies/precision.py; OSNet's depthwise convolutions are slower in it at x0_25).
-DEFAULT_CONTENDERS = ('lunet:64x32:mixed_bfloat16', 'osnet_x0_25:128x64', 'osnet_x0_5:128x64',
-                      'lunet:128x64:mixed_bfloat16')
+DEFAULT_CONTENDERS = ('osnet_x0_25:128x64', 'lunet:64x32:mixed_bfloat16', 'osnet_x0_5:128x64')
 
 
 def contender(text):
@@ -57,7 +59,7 @@ def label(spec):
     return f'{name}_{height}x{width}' + ('' if precision == 'none' else '_' + precision)
 
 
-def timed_training(data, folder, spec, iterations, seed):
+def timed_training(data, folder, spec, iterations, seed, recipe):
     """Train `spec` for `iterations` into `folder`: the experiment, the wall-clock and CPU
     seconds of the whole train.py run, and the wall-clock seconds a step took after tracing,
     from one step's end to the next (what a step costs with its input and logging)."""
@@ -66,7 +68,8 @@ def timed_training(data, folder, spec, iterations, seed):
     wall, cpu = time.perf_counter(), time.process_time()
     try:
         experiment = train_net(data, folder, iterations, size=(height, width), seed=seed,
-                               model_name=name, extra_flags=['--mixed_precision', precision])
+                               recipe=recipe, model_name=name,
+                               extra_flags=['--mixed_precision', precision])
     finally:  # training sets the policy for the whole process: evaluate (and go on) in float32
         keras.mixed_precision.set_global_policy('float32')
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -91,16 +94,17 @@ def budget_steps(overhead_seconds, step_seconds, budget_seconds):
 
 def one_contender(options, spec):
     """Calibrate, train for the budget and evaluate one contender; its JSON-ready result."""
-    folder = os.path.join(options.work, label(spec))
+    folder = os.path.join(options.work, f'{options.recipe}_{label(spec)}')
     load_before = os.getloadavg()
     _, wall, _, step = timed_training(options.data, os.path.join(folder, 'calibration'), spec,
-                                      options.calibration_steps, options.seed)
+                                      options.calibration_steps, options.seed, options.recipe)
     overhead = wall - options.calibration_steps * step
     iterations = budget_steps(overhead, step, options.minutes * 60)
     experiment, wall, cpu, run_step = timed_training(
-        options.data, os.path.join(folder, 'budget'), spec, iterations, options.seed)
+        options.data, os.path.join(folder, 'budget'), spec, iterations, options.seed,
+        options.recipe)
     result = {'backbone': spec[0], 'input_size': list(spec[1:3]),
-              'mixed_precision': spec[3], 'seed': options.seed,
+              'mixed_precision': spec[3], 'recipe': options.recipe, 'seed': options.seed,
               'budget_seconds': options.minutes * 60,
               'calibration': {'steps': options.calibration_steps, 'step_seconds': step,
                               'overhead_seconds': overhead},
@@ -142,13 +146,17 @@ def main():
     parser.add_argument('--minutes', type=float, default=20.0, help='The budget of each.')
     parser.add_argument('--calibration_steps', type=int, default=50)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--recipe', choices=sorted(RECIPES), default='batch_all',
+                        help="studies/cuhk03.py's, for every contender (default: %(default)s: "
+                             'the official one with the batch-all triplet loss; OSNet '
+                             'collapses under the batch-hard one from scratch).')
     options = parser.parse_args()
     if options.calibration_steps <= TRACING_STEPS:
         parser.error(f'--calibration_steps must be above the {TRACING_STEPS} tracing steps')
     os.makedirs(options.output, exist_ok=True)
     results = {}
     for spec in options.contenders:
-        path = os.path.join(options.output, f'budget_{label(spec)}.json')
+        path = os.path.join(options.output, f'budget_{options.recipe}_{label(spec)}.json')
         if not os.path.exists(path):
             result = one_contender(options, spec)
             with open(path, 'w') as f:
@@ -157,7 +165,7 @@ def main():
             results[label(spec)] = json.load(f)
     report = {'contenders': summary(results),
               'settings': {**vars(options), 'contenders': [label(c) for c in options.contenders]}}
-    with open(os.path.join(options.output, 'budget_summary.json'), 'w') as f:
+    with open(os.path.join(options.output, f'budget_{options.recipe}_summary.json'), 'w') as f:
         json.dump(report, f, indent=2)
     print(json.dumps(report, indent=2))
 

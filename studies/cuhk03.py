@@ -24,8 +24,10 @@ def option_flags(iterations):
     """train.py flags of the Bag-of-Tricks options, in three groups, at their proportions of
     the baseline's schedule (`strong_baseline_train.sh`), and of the identity losses of the
     neighbouring projects, each with its paper's settings (issue 21): the plain softmax ID
-    loss, DCE (softmax ID + verification loss), ArcFace and CosFace."""
+    loss, DCE (softmax ID + verification loss), ArcFace and CosFace; and the batch-all triplet
+    loss, which starts OSNet from scratch where the batch-hard one collapses (issue 19)."""
     return {
+        'batch_all': ['--loss', 'batch_all'],
         'softmax': ['--id_loss_weight', '1'],
         'dce': ['--id_loss_weight', '1', '--verification_loss_weight', '1'],
         'arcface': ['--id_loss_weight', '1', '--id_loss', 'arcface', '--id_scale', '30',
@@ -44,7 +46,8 @@ def option_flags(iterations):
 
 RECIPES = {'official': [], 'strong': ['losses', 'erasing', 'schedule'], 'losses': ['losses'],
            'erasing': ['erasing'], 'schedule': ['schedule'], 'softmax': ['softmax'],
-           'dce': ['dce'], 'arcface': ['arcface'], 'cosface': ['cosface']}
+           'dce': ['dce'], 'arcface': ['arcface'], 'cosface': ['cosface'],
+           'batch_all': ['batch_all']}
 
 
 def recipe_flags(recipe, iterations):

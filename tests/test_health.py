@@ -227,6 +227,14 @@ def test_remedies_are_the_ones_that_apply():
     assert '--loss' not in ' '.join(health.remedies(make_args(), HEADS, ['batch_hard']))
 
 
+def test_a_batch_hard_run_is_told_of_batch_all():
+    tips = ' '.join(health.remedies(make_args(), HEADS, ['batch_hard', 'batch_all']))
+    assert '--loss batch_all' in tips
+    tips = ' '.join(health.remedies(make_args(loss='batch_sample'), HEADS,
+                                    ['batch_all', 'batch_sample']))
+    assert '--loss batch_all' not in tips
+
+
 def test_describe_start_and_end():
     monitor = health.HealthMonitor('soft')
     started = health.Event('collapse', True, 2, None, {'loss': 0.7, 'spread': 0.01})

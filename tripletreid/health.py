@@ -193,7 +193,8 @@ def remedies(config, head_names, loss_names):
     the experiment's `TrainConfig` (`tripletreid.experiment`).
 
     The official maintainers' advice: a lower learning rate, small P and K at first then grown
-    (down to P=2, K=2 on their hardest data), the `batch_sample` loss, a normalised embedding.
+    (down to P=2, K=2 on their hardest data), the `batch_sample` loss, a normalised embedding;
+    and ours, for a batch-hard run: the `batch_all` loss.
     """
     steps = max(1, min(1000, config.train_iterations // 10))
     tips = [f'a lower learning rate (--learning_rate {config.learning_rate / 10:g})',
@@ -205,6 +206,10 @@ def remedies(config, head_names, loss_names):
             f'--curriculum_start_p 2 --curriculum_start_k 2)']
     if 'batch_sample' in loss_names and config.loss != 'batch_sample':
         tips.append('sampled instead of hardest triplets (--loss batch_sample)')
+    if 'batch_all' in loss_names and config.loss == 'batch_hard':
+        # OSNet from scratch on CUHK03 stalled near chance under batch_hard at every learning
+        # rate tried, and learned under batch_all (BENCHMARKS.md, issue 19).
+        tips.append('every valid triplet instead of the hardest (--loss batch_all)')
     if f'{config.head_name}_normalize' in head_names:
         tips.append(f'a normalising head (--head_name {config.head_name}_normalize)')
     return tips
