@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras
 
 from nets import NETS
-from studies.cuhk03 import DEFAULT_DATA, RECIPES, evaluate_val, train_net
+from studies.cuhk03 import RECIPES, evaluate_val, study_parser, train_net
 from tripletreid.experiment import MIXED_PRECISION
 
 TRACING_STEPS = 10  # left out of the median step: the first steps trace the tf.function
@@ -133,11 +133,7 @@ def summary(results):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data', default=DEFAULT_DATA)
-    parser.add_argument('--work', required=True, help='Where the experiments go.')
-    parser.add_argument('--output', required=True, help='Where the JSON files go.')
+    parser = study_parser(__doc__)
     parser.add_argument('--contenders', nargs='+', type=contender,
                         default=[contender(text) for text in DEFAULT_CONTENDERS],
                         help='BACKBONE:HEIGHTxWIDTH[:PRECISION] each (precision as '

@@ -1,6 +1,7 @@
 """The real CUHK03 crops of ../shared/data for the studies and tests: CSVs of their file names,
 a backbone (lunet unless told) trained from scratch on `train/` with the official recipe or the
 Bag-of-Tricks options, and its cross-camera evaluation on `val/`."""
+import argparse
 import os
 
 import excluders
@@ -99,3 +100,14 @@ def evaluate_val(data, output, experiment, checkpoint, threads=2, normalize=Fals
         embs = metrics.unit_rows(embs)
     return evaluation.evaluate_embeddings(embs, embs, dataset, dataset,
                                           excluders.create('camera', dataset), 'euclidean')
+
+
+def study_parser(description):
+    """The command line every CUHK03 study starts from: --data (the crops) and --work and
+    --output (where the experiments and the JSON files go)."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--data', default=DEFAULT_DATA)
+    parser.add_argument('--work', required=True, help='Where the experiments go.')
+    parser.add_argument('--output', required=True, help='Where the JSON files go.')
+    return parser

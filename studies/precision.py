@@ -3,7 +3,7 @@
 ../shared/data, the official recipe of `studies/cuhk03.py` (64x32, fc1024 head, 128-D, P=18
 K=4), the same steps in both precisions for each seed, evaluated cross-camera on `val/`.
 
-    python studies/precision.py --work /tmp/precision --output /work/notes/study19
+    python studies/precision.py --work /tmp/precision --output bench/results/studies
 
 Runs go one after the other, the precisions alternating within a seed (float32 s0, bfloat16
 s0, float32 s1, ...), so that a change in the load of a shared machine hits both alike. Each
@@ -19,12 +19,11 @@ Under mixed_bfloat16 the network computes in bfloat16, but train.py casts its fe
 float32 before the distances, the mining and the loss (`training.make_train_step`); every run
 is evaluated in float32, as embed.py runs a model whatever its training precision.
 
-Measured 2026-12-02 on 2 shared cores (load 3-17; /work/notes/study19): mean mAP 16.11%
+Measured 2026-12-02 on 2 shared cores (load 3-17; bench/results/studies): mean mAP 16.11%
 (float32) and 15.85% (bfloat16) on the raw embeddings, 17.48% and 17.45% on the unit-length
 ones; rank-1 13.89% and 13.82%; float32's mAP 15.8-16.4 over the seeds. Step time ratio
 1.30-1.63 (median 1.43) under that load; 20 minutes a run.
 """
-import argparse
 import json
 import os
 import statistics
@@ -35,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras
 
-from studies.cuhk03 import DEFAULT_DATA, evaluate_val, train_net
+from studies.cuhk03 import evaluate_val, study_parser, train_net
 from tripletreid.training_logs import read_scalars
 
 PRECISIONS = {'float32': 'none', 'bfloat16': 'mixed_bfloat16'}  # name: --mixed_precision
@@ -100,11 +99,7 @@ def summary(runs, seeds):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data', default=DEFAULT_DATA)
-    parser.add_argument('--work', required=True, help='Where the experiments go.')
-    parser.add_argument('--output', required=True, help='Where the JSON files go.')
+    parser = study_parser(__doc__)
     parser.add_argument('--train_iterations', type=int, default=1000)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     options = parser.parse_args()
