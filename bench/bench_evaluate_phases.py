@@ -89,7 +89,7 @@ def main():
     import tempfile
 
     import benchlib
-    from bench_evaluate import LAYOUTS, write_problem
+    from synthetic_problems import LAYOUTS, write_problem
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--dataset', choices=sorted(LAYOUTS), default='market1501')
