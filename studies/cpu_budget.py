@@ -37,7 +37,7 @@ from nets import NETS
 from studies.cuhk03 import RECIPES, evaluate_val, study_parser, train_net
 from tripletreid.experiment import MIXED_PRECISION
 
-TRACING_STEPS = 10  # left out of the median step: the first steps trace the tf.function
+TRACING_STEPS = 10  # left out of the step time: the first steps trace the tf.function
 # Each at the precision it trains fastest in, where that precision is proven (bfloat16 for
 # lunet, studies/precision.py; OSNet's depthwise convolutions are slower in it at x0_25).
 DEFAULT_CONTENDERS = ('osnet_x0_25:128x64', 'lunet:64x32:mixed_bfloat16', 'osnet_x0_5:128x64')
